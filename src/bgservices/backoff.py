@@ -1,0 +1,39 @@
+"""Exponential backoff with jitter between restarts of a failing service."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+__all__ = ["Backoff"]
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before restart number *attempt*: ``initial * factor**(attempt-1)``, capped.
+
+    The delay is jittered ("equal jitter") into ``[base/2, base]`` so that services failing
+    together do not restart in lock-step. A service that ran for *reset_after* seconds before
+    failing starts again from the first attempt.
+    """
+
+    initial: float = 0.1
+    factor: float = 2.0
+    maximum: float = 30.0
+    reset_after: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not (self.initial > 0 and self.factor >= 1 and self.maximum >= self.initial):
+            raise ValueError("Backoff needs initial > 0, factor >= 1 and maximum >= initial")
+        if self.reset_after < 0:
+            raise ValueError("Backoff needs reset_after >= 0")
+
+    def ceiling(self, attempt: int) -> float:
+        """The un-jittered delay for *attempt* (1-based)."""
+        exponent = min(max(attempt, 1) - 1, 64)  # 2**64 * initial exceeds any sane maximum
+        return float(min(self.maximum, self.initial * self.factor**exponent))
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """A jittered delay in ``[ceiling/2, ceiling]`` for *attempt* (1-based)."""
+        base = self.ceiling(attempt)
+        return base / 2 + (rng or random).uniform(0, base / 2)
