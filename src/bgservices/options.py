@@ -191,7 +191,9 @@ def _check(
             return value, None
         if isinstance(value, str) and _IMPORT_PATH.match(value):
             return _resolve(spec.name, value, resolve)
-        if not others:
+        if value is None and type(None) in others:
+            return None, None
+        if all(m is type(None) for m in others):
             return None, Problem(spec.name, f"must be a callable or 'module:attr' (got {shown})")
 
     non_none = [m for m in others if m is not type(None)]

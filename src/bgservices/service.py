@@ -98,6 +98,7 @@ class Service:
         self._cond = threading.Condition()
         self._state = ServiceState.NEW
         self._stop_event = threading.Event()
+        self._stop_hook_done = threading.Event()
         self._thread: threading.Thread | None = None
         self._owner: _Owner | None = None
         self._backoff = Backoff()
@@ -188,6 +189,7 @@ class Service:
                 raise RuntimeError(f"service {self.name!r} is already running")
             self._owner, self._backoff = owner, backoff
             self._stop_event = threading.Event()
+            self._stop_hook_done = threading.Event()
             self._restart_times.clear()
             self._state = ServiceState.STARTING
             self._cond.notify_all()
@@ -207,16 +209,22 @@ class Service:
             first = not self._stop_event.is_set()
             self._stop_event.set()
             active = self._state in (_S.STARTING, _S.RUNNING, _S.BACKOFF)
+            if first and not active:
+                self._stop_hook_done.set()
             if active:
                 self._state = _S.STOPPING
                 self._cond.notify_all()
-        if first and active:
+        if not (first and active):
+            return
+        hook_done = self._stop_hook_done
+        try:
             self._emit("service.stopping")
-            try:
-                self.on_stop_requested()
-            except Exception as exc:
-                self._record_error(exc)
-                self._emit("service.on_stop_requested_failed", "error", exc=exc)
+            self.on_stop_requested()
+        except Exception as exc:
+            self._record_error(exc)
+            self._emit("service.on_stop_requested_failed", "error", exc=exc)
+        finally:
+            hook_done.set()  # teardown waits for this, so the two never overlap
 
     def _join(self, timeout: float | None) -> bool:
         """Wait for the thread to end; True if it has."""
@@ -320,6 +328,8 @@ class Service:
             except BaseException as exc:
                 self._crashed(exc, "run")
                 outcome = (_ERROR, exc)
+        if self._stop_event.is_set():
+            self._stop_hook_done.wait()  # on_stop_requested is running in the stopping thread
         try:
             self.teardown()
         except BaseException as exc:

@@ -292,7 +292,7 @@ class Supervisor:
             assert service.thread is not None
             self._emit(
                 "supervisor.straggler",
-                "error",
+                "warning" if service.daemon else "error",  # a daemon-safe one may be abandoned
                 service=service.name,
                 daemon=bool(service.daemon),
                 state=service.state.value,
@@ -324,7 +324,7 @@ class Supervisor:
             assert service.thread is not None
             self._emit(
                 "supervisor.straggler",
-                "error",
+                "warning" if service.daemon else "error",  # a daemon-safe one may be abandoned
                 service=service.name,
                 stack=thread_stack(service.thread),
             )
@@ -358,6 +358,11 @@ class Supervisor:
     # -- service callbacks (in service threads) ---------------------------------------------
 
     def _service_ended(self, service: Service) -> None:
+        if self._phase == "stopped" and service.name in (self._report or StopReport()).stragglers:
+            me = threading.current_thread()
+            if not any(not s.daemon and self._alive(s, me) for s in self):
+                _exit.untrack(self)  # the last critical straggler has finished after all
+            return
         if (
             service.state is ServiceState.FAILED
             and self.failure_policy == "shutdown"

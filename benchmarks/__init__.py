@@ -1,0 +1,1 @@
+"""Benchmarks: each module measures bgservices and its peers side by side in one run."""

@@ -1,0 +1,125 @@
+"""The exit-path matrix, each case in a real subprocess with a real interpreter shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from bgservices import EXIT_STRAGGLER
+
+SCRIPTS = Path(__file__).parent / "scripts"
+SHUTDOWN_TIMEOUT = 2.0
+
+
+class App:
+    """A child process whose output is read line by line, every wait bounded."""
+
+    def __init__(self, script: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(SCRIPTS / script), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._cond:
+                self.lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_line(self, text: str, timeout: float = 10.0) -> None:
+        with self._cond:
+            found = self._cond.wait_for(lambda: text in self.lines, timeout)
+        assert found, f"never printed {text!r}: {self.lines}"
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._reader.join(5)
+        assert self.proc.stderr is not None
+        return code, "\n".join(self.lines), self.proc.stderr.read()
+
+
+@pytest.mark.parametrize(
+    ("mode", "sig", "expected_code"),
+    [
+        ("return", None, 0),
+        ("exit3", None, 3),
+        ("raise", None, 1),
+        ("run", signal.SIGTERM, 0),
+        ("run", signal.SIGINT, 0),
+        ("handlers", signal.SIGTERM, 128 + signal.SIGTERM),
+    ],
+    ids=["main-returns", "sys-exit-3", "unhandled-exception", "sigterm", "sigint", "sigterm-app-loop"],
+)
+def test_critical_teardown_runs_and_exit_code_is_kept(
+    tmp_path: Path, mode: str, sig: signal.Signals | None, expected_code: int
+) -> None:
+    app = App("exit_app.py", mode, str(tmp_path))
+    app.wait_line("READY")
+    began = time.monotonic()
+    if sig is not None:
+        app.proc.send_signal(sig)
+    code, out, err = app.finish(timeout=SHUTDOWN_TIMEOUT + 2)
+    assert time.monotonic() - began < SHUTDOWN_TIMEOUT + 2
+    assert code == expected_code, err
+    assert (tmp_path / "teardown").read_text() == "flushed"
+    assert "service.stopped" in out
+    if mode == "raise":
+        assert "RuntimeError: unhandled in main" in err
+
+
+def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path) -> None:
+    app = App("exit_app.py", "double-sigint", str(tmp_path))
+    app.wait_line("READY")
+    app.proc.send_signal(signal.SIGINT)
+    app.wait_line("TEARDOWN")  # graceful stop under way, stuck in a slow teardown
+    began = time.monotonic()
+    app.proc.send_signal(signal.SIGINT)
+    code, _, err = app.finish(timeout=2)
+    assert code == 130 and time.monotonic() - began < 2
+    assert "second SIGINT, exiting now" in err
+    assert "bgservices:writer" in err and "in teardown" in err
+
+
+def test_a_straggler_is_reported_with_its_stack_and_the_process_still_ends(tmp_path: Path) -> None:
+    app = App("exit_app.py", "straggler", str(tmp_path))
+    app.wait_line("READY")
+    began = time.monotonic()
+    code, out, err = app.finish(timeout=SHUTDOWN_TIMEOUT + 2)
+    assert time.monotonic() - began < SHUTDOWN_TIMEOUT + 2
+    assert code == EXIT_STRAGGLER
+    assert (tmp_path / "teardown").read_text() == "flushed"  # the others were stopped properly
+    assert "supervisor.straggler" in out and "in run" in out and "time.sleep" in out
+    assert "supervisor.exit_forced" in out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_restarts_its_supervisor_and_exits_cleanly(tmp_path: Path) -> None:
+    app = App("fork_app.py", str(tmp_path))
+    code, out, err = app.finish(timeout=15)
+    assert code == 0, err
+    child_exit = next(line for line in out.splitlines() if line.startswith("CHILD EXIT"))
+    _, _, status, child_pid = child_exit.split()
+    assert status == "0", out
+    assert f"CHILD {child_pid} running" in out
+    assert "PARENT True" in out
+    teardowns = sorted(p.name for p in tmp_path.iterdir())
+    assert teardowns == sorted([f"teardown-{child_pid}", f"teardown-{app.proc.pid}"])

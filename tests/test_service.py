@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+import pytest
+
+from bgservices import Backoff, DoNotRestart, Service, ServiceState
+
+FAST = Backoff(initial=0.001, maximum=0.01)
+
+
+class Recording(Service):
+    """Records which hook ran in which thread; behaviour set per test."""
+
+    def _init_runtime(self) -> None:
+        super()._init_runtime()
+        self.calls: list[tuple[str, str]] = []
+        self.runs = 0
+        self.ran = threading.Event()
+        self.behaviour = "wait"
+
+    def _note(self, hook: str) -> None:
+        self.calls.append((hook, threading.current_thread().name))
+
+    def setup(self) -> None:
+        self._note("setup")
+        if self.behaviour == "setup-fails":
+            raise OSError("no database")
+
+    def run(self) -> None:
+        self._note("run")
+        self.runs += 1
+        self.ran.set()
+        if self.behaviour == "raise":
+            raise RuntimeError(f"crash {self.runs}")
+        if self.behaviour == "return":
+            return
+        if self.behaviour == "done":
+            raise DoNotRestart("nothing left to do")
+        while not self.wait(30):
+            pass
+
+    def teardown(self) -> None:
+        self._note("teardown")
+
+    def on_stop_requested(self) -> None:
+        self._note("on_stop_requested")
+
+
+def hooks(svc: Recording) -> list[str]:
+    return [h for h, _ in svc.calls]
+
+
+def test_hooks_run_in_the_service_thread_and_stop_hook_in_the_caller(make_supervisor) -> None:
+    svc = Recording()
+    sup = make_supervisor(svc)
+    sup.start()
+    assert svc.ran.wait(5)
+    sup.stop()
+    assert hooks(svc) == ["setup", "run", "on_stop_requested", "teardown"]
+    threads = dict(svc.calls)
+    assert threads["setup"] == threads["run"] == threads["teardown"] == "bgservices:recording"
+    assert threads["on_stop_requested"] == threading.current_thread().name
+    assert svc.state is ServiceState.STOPPED
+
+
+def test_states_are_reported_in_order(make_supervisor, recorder) -> None:
+    svc = Recording()
+    with make_supervisor(svc):
+        assert svc.ran.wait(5)
+    assert recorder.names("recording") == [
+        "service.starting",
+        "service.running",
+        "service.stopping",
+        "service.stopped",
+    ]
+
+
+def test_teardown_runs_after_a_crash_and_the_error_is_kept(make_supervisor) -> None:
+    svc = Recording(restart="never")
+    svc.behaviour = "raise"
+    with make_supervisor(svc):
+        assert svc.wait_for_state(ServiceState.FAILED, timeout=5)
+    assert hooks(svc) == ["setup", "run", "teardown"]
+    status = svc.status()
+    json.dumps(status)
+    assert status["state"] == "failed"
+    assert status["last_error"]["type"] == "RuntimeError"
+    assert status["last_error"]["message"] == "crash 1"
+    assert "in run" in status["last_error"]["traceback"]
+
+
+def test_failed_setup_skips_teardown(make_supervisor) -> None:
+    svc = Recording(restart="never")
+    svc.behaviour = "setup-fails"
+    with make_supervisor(svc):
+        assert svc.wait_for_state(ServiceState.FAILED, timeout=5)
+    assert hooks(svc) == ["setup"]
+    assert svc.last_error is not None and svc.last_error["type"] == "OSError"
+
+
+def test_on_failure_restarts_a_crash_but_not_a_return(make_supervisor) -> None:
+    crashing, returning = Recording(name="crashing"), Recording(name="returning")
+    crashing.behaviour, returning.behaviour = "raise", "return"
+    with make_supervisor(crashing, returning, backoff=FAST):
+        assert crashing.wait_for_state(ServiceState.FAILED, timeout=5)
+        assert returning.wait_for_state(ServiceState.STOPPED, timeout=5)
+    assert returning.runs == 1 and returning.restarts == 0
+    assert crashing.runs == 6 and crashing.restarts == 5
+
+
+def test_always_restarts_a_run_that_returns(make_supervisor, recorder) -> None:
+    svc = Recording(restart="always", max_restarts=2)
+    svc.behaviour = "return"
+    with make_supervisor(svc, backoff=FAST):
+        assert svc.wait_for_state(ServiceState.FAILED, timeout=5)
+    assert svc.runs == 3 and svc.restarts == 2
+
+
+def test_do_not_restart_ends_the_service_for_good(make_supervisor, recorder) -> None:
+    svc = Recording(restart="always")
+    svc.behaviour = "done"
+    with make_supervisor(svc, backoff=FAST):
+        assert svc.wait_for_state(ServiceState.STOPPED, timeout=5)
+    assert svc.runs == 1 and svc.restarts == 0
+    assert recorder.wait_event("service.stopped").fields["reason"] == "nothing left to do"
+
+
+def test_restart_storm_gives_up_after_max_restarts_in_window(make_supervisor, recorder) -> None:
+    svc = Recording(max_restarts=5, restart_window=60)
+    svc.behaviour = "raise"
+    with make_supervisor(svc, backoff=Backoff(initial=0.001, maximum=0.05)):
+        failed = recorder.wait_event("service.failed")
+    assert svc.restarts == 5 and svc.runs == 6
+    assert "over 5 restarts in 60s" in failed.fields["reason"]
+    attempts = [e.fields["attempt"] for e in recorder.events if e.event == "service.backoff"]
+    assert attempts == [1, 2, 3, 4, 5]
+    delays = [e.fields["delay"] for e in recorder.events if e.event == "service.backoff"]
+    assert all(0.0005 <= d <= 0.05 for d in delays)
+
+
+def test_backoff_starts_over_after_a_stable_run(make_supervisor, recorder) -> None:
+    svc = Recording(max_restarts=3)
+    svc.behaviour = "raise"
+    with make_supervisor(svc, backoff=Backoff(initial=0.001, maximum=0.01, reset_after=0)):
+        recorder.wait_event("service.failed")
+    attempts = [e.fields["attempt"] for e in recorder.events if e.event == "service.backoff"]
+    assert attempts == [1, 1, 1]
+
+
+def test_stop_during_backoff_is_immediate_and_nothing_restarts(make_supervisor, recorder) -> None:
+    svc = Recording()
+    svc.behaviour = "raise"
+    sup = make_supervisor(svc, backoff=Backoff(initial=60, maximum=60))
+    sup.start()
+    recorder.wait_event("service.backoff")
+    report = sup.stop(timeout=5)
+    assert report.clean and report.elapsed < 5
+    assert svc.state is ServiceState.STOPPED and svc.runs == 1 and svc.restarts == 0
+
+
+def test_on_stop_requested_unblocks_a_blocking_recv(make_supervisor) -> None:
+    class Listener(Service):
+        def setup(self) -> None:
+            self.left, self.right = socket.socketpair()
+            self.blocked = threading.Event()
+
+        def run(self) -> None:
+            self.blocked.set()
+            assert self.left.recv(1) == b""  # blocks until the other end is closed
+
+        def on_stop_requested(self) -> None:
+            self.right.close()
+
+        def teardown(self) -> None:
+            self.left.close()
+
+    svc = Listener()
+    sup = make_supervisor(svc)
+    sup.start()
+    assert svc.blocked.wait(5)
+    report = sup.stop(timeout=5)
+    assert report.clean and svc.state is ServiceState.STOPPED and svc.last_error is None
+
+
+def test_wait_returns_true_at_once_when_stopping(make_supervisor) -> None:
+    results: list[bool] = []
+
+    class Sleeper(Service):
+        def run(self) -> None:
+            results.append(self.wait(3600))
+
+    svc = Sleeper()
+    sup = make_supervisor(svc)
+    sup.start()
+    assert sup.wait_running(5)
+    assert sup.stop(timeout=5).clean
+    assert results == [True] and svc.stopping
+
+
+def test_run_must_be_implemented() -> None:
+    with pytest.raises(NotImplementedError):
+        Service().run()

@@ -1,0 +1,284 @@
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+
+from bgservices import (
+    Backoff,
+    ConfigError,
+    PeriodicService,
+    Service,
+    ServiceState,
+    Supervisor,
+    _exit,
+)
+
+FAST = Backoff(initial=0.001, maximum=0.01)
+
+
+class Idle(Service):
+    """Waits for a stop; notes setup and teardown in a shared journal."""
+
+    journal: list[str] = []  # noqa: RUF012 (replaced per test through the constructor)
+
+    def setup(self) -> None:
+        self.journal.append(f"setup {self.name}")
+
+    def run(self) -> None:
+        while not self.wait(30):
+            pass
+
+    def teardown(self) -> None:
+        self.journal.append(f"teardown {self.name}")
+
+
+class Background(Idle):
+    daemon_safe = True
+
+
+class Crashing(Service):
+    def run(self) -> None:
+        raise RuntimeError("crash")
+
+
+class Straggler(Service):
+    """Ignores stop requests until the test releases it."""
+
+    def _init_runtime(self) -> None:
+        super()._init_runtime()
+        self.release = threading.Event()
+
+    def run(self) -> None:
+        while not self.release.wait(0.01):
+            pass
+
+
+def test_thread_kind_and_name_follow_daemon_safety(make_supervisor) -> None:
+    critical, background = Idle(name="writer"), Background(name="monitor")
+    with make_supervisor(critical, background) as sup:
+        assert sup.wait_running(5)
+        assert critical.thread is not None and background.thread is not None
+        assert critical.thread.daemon is False and critical.thread.name == "bgservices:writer"
+        assert background.thread.daemon is True and background.thread.name == "bgservices:monitor"
+        assert [s["daemon"] for s in sup.status().values()] == [False, True]
+
+
+def test_started_from_a_daemon_thread_critical_services_are_still_non_daemon(
+    make_supervisor,
+) -> None:
+    critical, background = Idle(), Background()
+    sup = make_supervisor(critical, background)
+    starter = threading.Thread(target=sup.start, daemon=True)
+    starter.start()
+    starter.join(5)
+    assert sup.wait_running(5)
+    assert critical.thread is not None and critical.thread.daemon is False
+    assert background.thread is not None and background.thread.daemon is True
+
+
+def test_config_demotion_runs_a_daemon_safe_class_as_critical(make_supervisor) -> None:
+    svc = Background(daemon=False)
+    with make_supervisor(svc) as sup:
+        assert sup.wait_running(5)
+        assert svc.thread is not None and svc.thread.daemon is False
+
+
+def test_start_in_order_stop_in_reverse(make_supervisor) -> None:
+    journal: list[str] = []
+    services = [Idle(name=n) for n in ("a", "b", "c")]
+    for s in services:
+        s.journal = journal
+    sup = make_supervisor(*services)
+    sup.start()
+    assert journal == ["setup a", "setup b", "setup c"]  # start() returned after every setup
+    assert all(s.state is ServiceState.RUNNING for s in services)
+    sup.stop()
+    assert journal[3:] == ["teardown c", "teardown b", "teardown a"]
+
+
+def test_names_are_unique(make_supervisor) -> None:
+    sup = make_supervisor(Idle())
+    with pytest.raises(ValueError, match="already supervised"):
+        sup.add(Idle())
+    with pytest.raises(TypeError):
+        sup.add(object())  # type: ignore[arg-type]
+
+
+def test_bad_supervisor_settings_are_all_reported() -> None:
+    with pytest.raises(ConfigError) as info:
+        Supervisor(shutdown_timeout=0, failure_policy="panic")  # type: ignore[arg-type]
+    assert [str(p) for p in info.value.problems] == [
+        "shutdown_timeout: must be > 0 (got 0)",
+        "failure_policy: must be one of 'isolate', 'shutdown' (got 'panic')",
+    ]
+
+
+def test_isolate_keeps_others_running_and_reports_unhealthy(make_supervisor) -> None:
+    ok, bad = Idle(), Crashing(restart="never")
+    with make_supervisor(ok, bad) as sup:
+        assert bad.wait_for_state(ServiceState.FAILED, timeout=5)
+        assert ok.state is ServiceState.RUNNING
+        assert not sup.healthy
+
+
+def test_healthy_ignores_daemon_safe_failures(make_supervisor) -> None:
+    class FlakyMonitor(Crashing):
+        daemon_safe = True
+
+    ok, bad = Idle(), FlakyMonitor(restart="never")
+    with make_supervisor(ok, bad) as sup:
+        assert bad.wait_for_state(ServiceState.FAILED, timeout=5)
+        assert sup.healthy
+
+
+def test_shutdown_policy_stops_everything_and_run_fails(make_supervisor) -> None:
+    ok, bad = Idle(), Crashing(max_restarts=1)
+    sup = make_supervisor(ok, bad, failure_policy="shutdown", backoff=FAST)
+    assert sup.run() == 1
+    assert ok.state is ServiceState.STOPPED and bad.state is ServiceState.FAILED
+
+
+def test_run_returns_zero_once_every_service_has_ended(make_supervisor) -> None:
+    class Once(Service):
+        def run(self) -> None:
+            pass
+
+    sup = make_supervisor(Once(name="one"), Once(name="two"))
+    assert sup.run() == 0
+    assert [s.state for s in sup] == [ServiceState.STOPPED, ServiceState.STOPPED]
+
+
+def test_stop_twice_and_from_four_threads_at_once(make_supervisor) -> None:
+    services = [Idle(name=f"s{i}") for i in range(20)]
+    sup = make_supervisor(*services)
+    sup.start()
+    reports: list[Any] = []
+    barrier = threading.Barrier(4)
+
+    def stopper() -> None:
+        barrier.wait(5)
+        reports.append(sup.stop())
+
+    threads = [threading.Thread(target=stopper) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(reports) == 4 and all(r.clean for r in reports)
+    assert len({id(r) for r in reports}) == 1  # the one stop, reported to every caller
+    assert sup.stop() is reports[0]
+    assert all(s.state is ServiceState.STOPPED for s in services)
+
+
+def test_stop_from_inside_a_service_does_not_deadlock(make_supervisor) -> None:
+    holder: dict[str, Supervisor] = {}
+
+    class Quitter(Service):
+        def run(self) -> None:
+            holder["report"] = holder["sup"].stop()  # type: ignore[assignment]
+
+    other = Idle()
+    sup = holder["sup"] = make_supervisor(other, Quitter())
+    sup.start()
+    assert sup._stop_done.wait(5) and sup._wakeup.wait(5)
+    assert other.state is ServiceState.STOPPED
+    assert holder["report"].clean  # type: ignore[attr-defined]
+
+
+def test_a_straggler_is_named_with_its_stack_and_not_waited_on(make_supervisor, recorder) -> None:
+    slow = Straggler()
+    sup = make_supervisor(Idle(), slow, daemon_grace=0.05)
+    sup.start()
+    try:
+        report = sup.stop(timeout=0.2)
+        assert report.stragglers == ("straggler",) and not report.clean
+        assert 0.2 <= report.elapsed < 2
+        event = recorder.wait_event("supervisor.straggler")
+        assert event.fields["service"] == "straggler"
+        assert "in run" in event.fields["stack"] and "release.wait" in event.fields["stack"]
+        assert _exit._started.__contains__(sup)  # a live critical straggler keeps the exit hook
+    finally:
+        slow.release.set()
+        assert slow._join(5)
+
+
+def test_daemon_safe_services_get_a_grace_for_teardown(make_supervisor) -> None:
+    journal: list[str] = []
+    svc = Background()
+    svc.journal = journal
+    with make_supervisor(svc, daemon_grace=2.0) as sup:
+        assert sup.wait_running(5)
+    assert journal == ["setup background", "teardown background"]
+
+
+def test_restart_remove_and_add_while_running(make_supervisor, recorder) -> None:
+    journal: list[str] = []
+    a, b = Idle(name="a"), Idle(name="b")
+    a.journal = b.journal = journal
+    sup = make_supervisor(a, b)
+    sup.start()
+    first_thread = a.thread
+    sup.restart("a")
+    assert a.state is ServiceState.RUNNING and a.thread is not first_thread
+    assert sup.remove("b") is b and b.state is ServiceState.STOPPED
+    assert [s.name for s in sup] == ["a"]
+    c = Idle(name="c")
+    c.journal = journal
+    sup.add(c)
+    assert c.wait_for_state(ServiceState.RUNNING, timeout=5)
+    with pytest.raises(KeyError, match="no service named 'zz'"):
+        sup.restart("zz")
+    sup.stop()
+    assert journal == [
+        "setup a", "setup b", "teardown a", "setup a", "teardown b", "setup c",
+        "teardown c", "teardown a",
+    ]  # fmt: skip
+
+
+def test_a_failing_listener_is_logged_and_others_still_hear(make_supervisor, recorder) -> None:
+    def broken(event: Any) -> None:
+        raise ZeroDivisionError
+
+    sup = make_supervisor(Idle())
+    sup.add_listener(broken)
+    sup.start()
+    assert sup.wait_running(5)
+    sup.stop()
+    assert "service.stopped" in recorder.names("idle")
+
+
+def test_wait_running_times_out_when_a_service_cannot_start(make_supervisor) -> None:
+    class NoSetup(Service):
+        def setup(self) -> None:
+            raise OSError("unreachable")
+
+        def run(self) -> None:
+            pass
+
+    with make_supervisor(NoSetup(restart="never")) as sup:
+        assert sup.wait_running(timeout=0.1) is False
+
+
+def test_a_stopped_supervisor_can_start_again(make_supervisor) -> None:
+    class Ticker(PeriodicService):
+        interval = 0.001
+
+        def tick(self) -> None:
+            pass
+
+    services = [Ticker(name=f"t{i}") for i in range(20)]
+    sup = make_supervisor(*services)
+    for _ in range(10):
+        sup.start()
+        assert sup.wait_running(5)
+        assert sup.stop().clean
+    assert threading.active_count() < 20
+
+
+def test_stop_at_exit_false_is_never_hooked(make_supervisor) -> None:
+    sup = make_supervisor(Idle(), stop_at_exit=False)
+    sup.start()
+    assert sup not in _exit._started
+    sup.stop()
