@@ -67,7 +67,14 @@ class App:
         ("run", signal.SIGINT, 0),
         ("handlers", signal.SIGTERM, 128 + signal.SIGTERM),
     ],
-    ids=["main-returns", "sys-exit-3", "unhandled-exception", "sigterm", "sigint", "sigterm-app-loop"],
+    ids=[
+        "main-returns",
+        "sys-exit-3",
+        "unhandled-exception",
+        "sigterm",
+        "sigint",
+        "sigterm-app-loop",
+    ],
 )
 def test_critical_teardown_runs_and_exit_code_is_kept(
     tmp_path: Path, mode: str, sig: signal.Signals | None, expected_code: int
@@ -103,7 +110,7 @@ def test_a_straggler_is_reported_with_its_stack_and_the_process_still_ends(tmp_p
     app = App("exit_app.py", "straggler", str(tmp_path))
     app.wait_line("READY")
     began = time.monotonic()
-    code, out, err = app.finish(timeout=SHUTDOWN_TIMEOUT + 2)
+    code, out, _err = app.finish(timeout=SHUTDOWN_TIMEOUT + 2)
     assert time.monotonic() - began < SHUTDOWN_TIMEOUT + 2
     assert code == EXIT_STRAGGLER
     assert (tmp_path / "teardown").read_text() == "flushed"  # the others were stopped properly

@@ -86,8 +86,10 @@ def test_callable_options_take_objects_or_import_paths() -> None:
 
 
 def test_import_paths_can_be_refused() -> None:
-    values, found = validate_options(Ping, {"url": "u", "hook": "os.path:join"}, resolve=None)
-    assert [str(p) for p in found] == ["hook: import paths are not allowed here (got 'os.path:join')"]
+    _values, found = validate_options(Ping, {"url": "u", "hook": "os.path:join"}, resolve=None)
+    assert [str(p) for p in found] == [
+        "hook: import paths are not allowed here (got 'os.path:join')"
+    ]
 
 
 def test_mutable_defaults_are_not_shared() -> None:

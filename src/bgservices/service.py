@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, Protocol
 
@@ -73,14 +73,7 @@ class Service:
 
     def __init__(self, **options: Any) -> None:
         values, problems = validate_options(type(self), options)
-        if values.get("daemon") is True and not self.daemon_safe:
-            problems.append(
-                Problem(
-                    "daemon",
-                    f"{type(self).__name__} is not daemon-safe, so it cannot run as a daemon "
-                    "(configuration can make a service safer, never less safe)",
-                )
-            )
+        problems += type(self).check_options(values)
         if problems:
             raise ConfigError(problems)
         for key, value in values.items():
@@ -91,6 +84,7 @@ class Service:
             self.daemon = self.daemon_safe
         self.log: Any = structlog.get_logger("bgservices", service=self.name)
         self.restarts = 0
+        self.callback_errors = 0
         self.last_error: dict[str, str] | None = None
         self._init_runtime()
 
@@ -105,6 +99,25 @@ class Service:
         self._restart_times: collections.deque[float] = collections.deque()
         self._started_at: float | None = None
         self._running_since: float | None = None
+
+    @classmethod
+    def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
+        """Rules that span several options; return a problem for each broken one.
+
+        *values* holds the options that passed their own checks, defaults filled in.
+
+        Override (calling ``super()``) to add your own; the dict config runs it too, before
+        anything is constructed.
+        """
+        if values.get("daemon") is True and not cls.daemon_safe:
+            return [
+                Problem(
+                    "daemon",
+                    f"{cls.__name__} is not daemon-safe, so it cannot run as a daemon "
+                    "(configuration can make a service safer, never less safe)",
+                )
+            ]
+        return []
 
     # -- hooks for subclasses -------------------------------------------------------------
 
@@ -129,6 +142,20 @@ class Service:
         return {}
 
     # -- helpers for subclasses -----------------------------------------------------------
+
+    def call_safely(self, callback: Callable[..., Any] | None, *args: Any, what: str) -> Any:
+        """Call a user's *callback*; an exception is logged and counted, never raised.
+
+        Returns the callback's result, or None when it is missing or raised.
+        """
+        if callback is None:
+            return None
+        try:
+            return callback(*args)
+        except Exception as exc:
+            self.callback_errors += 1
+            self._emit("service.callback_failed", "error", exc=exc, callback=what)
+            return None
 
     @property
     def stopping(self) -> bool:

@@ -1,0 +1,165 @@
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+import pytest
+
+from bgservices import ConfigError
+from bgservices.services import CacheBackend, CacheWarmer, MemoryCache
+
+
+def test_loader_fills_the_cache_and_ready_is_signalled(make_supervisor) -> None:
+    warmer = CacheWarmer(interval=60, loader=lambda: {"a": 1, "b": 2})
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(5)
+        assert warmer.cache.get("a") == 1 and warmer.cache.get("b") == 2
+    status = warmer.status()
+    json.dumps(status)
+    assert (status["ready"], status["runs"], status["keys_warmed"], status["failures"]) == (
+        True, 1, 2, 0,
+    )  # fmt: skip
+    assert status["last_success_at"] is not None and status["last_duration"] >= 0
+
+
+def test_fetches_run_concurrently_up_to_max_workers(make_supervisor) -> None:
+    together = threading.Barrier(4, timeout=5)  # passes only if 4 fetches run at once
+    threads: set[str] = set()
+
+    def fetch(key: int) -> int:
+        threads.add(threading.current_thread().name)
+        together.wait()
+        return key * 10
+
+    warmer = CacheWarmer(keys=list(range(8)), fetch=fetch, max_workers=4)
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(10)
+    assert [warmer.cache.get(k) for k in range(8)] == [k * 10 for k in range(8)]
+    assert threads == {"bgservices:cache_warmer:fetch"} and warmer.keys_warmed == 8
+
+
+def test_a_failing_key_spoils_nothing_else(make_supervisor, recorder) -> None:
+    def fetch(key: str) -> str:
+        if key == "bad":
+            raise KeyError(key)
+        return key.upper()
+
+    warmer = CacheWarmer(keys=lambda: ["a", "bad", "c"], fetch=fetch)
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(5)
+    assert warmer.cache.get("a") == "A" and warmer.cache.get("c") == "C"
+    assert "bad" not in warmer.cache  # type: ignore[operator]
+    assert (warmer.failures, warmer.keys_warmed) == (1, 2)
+    assert recorder.wait_event("cache.fetch_failed").fields["key"] == "'bad'"
+
+
+def test_should_cache_filters_values(make_supervisor) -> None:
+    warmer = CacheWarmer(
+        loader=lambda: {"keep": 1, "skip": None}, should_cache=lambda k, v: v is not None
+    )
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(5)
+    assert warmer.cache.get("keep") == 1 and warmer.cache.get("skip", "absent") == "absent"
+
+
+def test_a_failing_loader_counts_as_a_tick_error_and_ready_waits(make_supervisor, recorder) -> None:
+    calls = []
+
+    def loader() -> dict[str, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("database down")
+        return {"a": 1}
+
+    warmer = CacheWarmer(interval=0.01, loader=loader)
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(5)
+    assert warmer.errors >= 1 and warmer.cache.get("a") == 1
+
+
+def test_readers_never_see_a_missing_or_torn_value_after_ready(make_supervisor) -> None:
+    keys = list(range(50))
+    version = [0]
+
+    thirtieth = threading.Event()
+
+    def loader() -> dict[int, tuple[int, int, int]]:
+        version[0] += 1
+        v = version[0]
+        if v >= 30:
+            thirtieth.set()
+        return {k: (k, v, k * v) for k in keys}
+
+    warmer = CacheWarmer(interval=0.002, loader=loader, ttl=60)
+    bad: list[Any] = []
+    reads = [0]
+    enough = threading.Event()
+
+    def reader() -> None:
+        while not enough.is_set():
+            for k in keys:
+                value = warmer.cache.get(k)
+                if value is None or value[0] != k or value[2] != k * value[1]:
+                    bad.append((k, value))
+                reads[0] += 1
+
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(5)
+        readers = [threading.Thread(target=reader) for _ in range(8)]
+        for t in readers:
+            t.start()
+        try:
+            assert thirtieth.wait(10)  # values were replaced 29 times under the readers
+        finally:
+            enough.set()
+            for t in readers:
+                t.join(10)
+    assert bad == [] and reads[0] > 0 and warmer.runs >= 29
+
+
+def test_memory_cache_entries_expire_after_their_ttl() -> None:
+    now = [100.0]
+    cache = MemoryCache(timer=lambda: now[0])
+    cache.set("k", "v", ttl=10)
+    now[0] = 109.9
+    assert cache.get("k") == "v" and len(cache) == 1
+    now[0] = 110.1
+    assert cache.get("k") is None and len(cache) == 0
+    cache.set("k", "v", ttl=10)
+    cache.delete("k")
+    assert "k" not in cache
+
+
+def test_any_backend_with_the_protocol_plugs_in(make_supervisor) -> None:
+    class DictBackend:
+        def __init__(self) -> None:
+            self.data: dict[Hashable, tuple[Any, float]] = {}
+
+        def get(self, key: Hashable, default: Any = None) -> Any:
+            return self.data.get(key, (default, 0))[0]
+
+        def set(self, key: Hashable, value: Any, ttl: float) -> None:
+            self.data[key] = (value, ttl)
+
+        def delete(self, key: Hashable) -> None:
+            self.data.pop(key, None)
+
+    backend = DictBackend()
+    assert isinstance(backend, CacheBackend)
+    warmer = CacheWarmer(interval=5, loader=lambda: {"x": 1}, backend=backend)
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(5)
+    assert warmer.cache is backend and backend.data == {"x": (1, 15.0)}  # ttl: 3 x interval
+
+
+def test_loader_or_keys_with_fetch_is_required() -> None:
+    with pytest.raises(ConfigError, match="loader: give either loader, or keys together"):
+        CacheWarmer()
+    with pytest.raises(ConfigError, match="loader: give either"):
+        CacheWarmer(loader=dict, keys=[1], fetch=str)
+    with pytest.raises(ConfigError, match="fetch: keys and fetch go together"):
+        CacheWarmer(keys=[1])
+    with pytest.raises(ConfigError, match="backend: must be CacheBackend"):
+        CacheWarmer(loader=dict, backend=object())
