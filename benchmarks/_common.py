@@ -29,17 +29,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, Python {platform.python_version()} ({sys.platform})"
 
 
+def figure(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def print_table(results: Sequence[Result]) -> None:
     print(f"machine: {machine()}")
-    header = f"{'benchmark':<44} {'unit':<10} {'ours':>10}  {'peers':<44} {'ratio':>7}  target"
-    print(header)
-    print("-" * len(header))
     for r in results:
-        peers = ", ".join(f"{k}={v:.4g}" for k, v in r.peers.items())
-        ratio = f"{r.ratio:.1f}x" if r.ratio is not None else "-"
-        print(f"{r.name:<44} {r.unit:<10} {r.ours:>10.4g}  {peers:<44} {ratio:>7}  {r.target}")
+        ratio = f"  ratio {r.ratio:.1f}x" if r.ratio is not None else ""
+        print(f"\n{r.name} [{r.unit}]{ratio}   target: {r.target}")
+        print(f"    {'bgservices':<34} {figure(r.ours):>12}")
+        for peer, value in r.peers.items():
+            print(f"    {peer:<34} {figure(value):>12}")
         if r.note:
-            print(f"{'':<44} {r.note}")
+            print(f"    note: {r.note}")
 
 
 def write_json(results: Sequence[Result], path: Path) -> None:

@@ -1,0 +1,33 @@
+"""Run every benchmark and print one table: ``python -m benchmarks [--quick] [--json FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+from pathlib import Path
+
+from ._common import Result, print_table, quiet_logs, write_json
+
+MODULES = ["stop_latency", "log_throughput", "keepalive_connections", "memory_sample"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, for CI")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures here")
+    args = parser.parse_args()
+    quiet_logs()
+    began = time.monotonic()
+    results: list[Result] = []
+    for name in MODULES:
+        module = importlib.import_module(f"benchmarks.{name}")
+        results.extend(module.run(quick=args.quick))
+    print_table(results)
+    print(f"\n{len(results)} benchmarks in {time.monotonic() - began:.1f} s")
+    if args.json:
+        write_json(results, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,10 @@
+"""Same as ``python -m benchmarks``, for those who run files: ``python benchmarks/run.py``."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.__main__ import main  # noqa: E402
+
+main()
