@@ -61,17 +61,17 @@ def test_every_problem_is_reported_at_once_with_its_path() -> None:
         "schedule: must be one of 'fixed_rate', 'fixed_delay' (got 'hourly')",
         "url: required option is missing",
         "tags[1]: expected int, got str",
-        "retries: must be int (got True)",
+        "retries: must be an integer (got True)",
     ]
 
 
 def test_strings_are_not_numbers() -> None:
-    assert problems(url="u", interval="5") == ["interval: must be float (got '5')"]
+    assert problems(url="u", interval="5") == ["interval: must be a number (got '5')"]
 
 
 def test_secret_values_are_never_echoed() -> None:
     found = problems(url="u", token=12345)
-    assert found == ["token: must be str | null (got <redacted>)"]
+    assert found == ["token: must be a string or null (got <redacted>)"]
     assert "12345" not in "".join(found)
 
 

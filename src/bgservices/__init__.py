@@ -5,9 +5,11 @@ non-daemon threads that the supervisor stops and joins, so their cleanup always 
 """
 
 from .backoff import Backoff
+from .config import from_config, load_config
 from .errors import ConfigError, DoNotRestart, Problem
 from .options import option
 from .periodic import PeriodicService
+from .registry import register
 from .service import Service
 from .state import LifecycleEvent, ServiceState
 from .supervisor import EXIT_STRAGGLER, StopReport, Supervisor
@@ -26,5 +28,8 @@ __all__ = [
     "ServiceState",
     "StopReport",
     "Supervisor",
+    "from_config",
+    "load_config",
     "option",
+    "register",
 ]

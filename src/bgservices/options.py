@@ -17,7 +17,7 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -25,7 +25,15 @@ import msgspec
 
 from .errors import Problem
 
-__all__ = ["OptionSpec", "import_object", "option", "options_of", "validate_options"]
+__all__ = [
+    "IMPORT_PATH",
+    "OptionSpec",
+    "import_object",
+    "option",
+    "options_of",
+    "suggest",
+    "validate_options",
+]
 
 
 class _Missing:
@@ -34,7 +42,7 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 @dataclass(frozen=True)
@@ -156,7 +164,7 @@ def validate_options(
     result: dict[str, Any] = {}
     for key in values:
         if key not in specs:
-            problems.append(Problem(str(key), "unknown option" + _suggest(key, specs)))
+            problems.append(Problem(str(key), "unknown option" + suggest(key, specs)))
     for name, spec in specs.items():
         if name in values:
             value, problem = _check(spec, values[name], resolve)
@@ -171,7 +179,8 @@ def validate_options(
     return result, problems
 
 
-def _suggest(key: object, known: Mapping[str, Any]) -> str:
+def suggest(key: object, known: Iterable[str]) -> str:
+    """`` (did you mean x?)`` for the closest of *known* to *key*, or an empty string."""
     if not isinstance(key, str):
         return ""
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
@@ -189,7 +198,7 @@ def _check(
     if callables:
         if callable(value):
             return value, None
-        if isinstance(value, str) and _IMPORT_PATH.match(value):
+        if isinstance(value, str) and IMPORT_PATH.match(value):
             return _resolve(spec.name, value, resolve)
         if value is None and type(None) in others:
             return None, None
@@ -242,6 +251,15 @@ def _resolve(
     return obj, None
 
 
+_PLAIN_TYPES = {
+    "float": "a number",
+    "int": "an integer",
+    "str": "a string",
+    "bool": "true or false",
+    "array": "a list",
+    "object": "a mapping",
+    "null": "null",
+}
 _MSGSPEC_ERROR = re.compile(r"^(?P<text>.*?)(?: - at `\$(?P<sub>.*)`)?$", re.DOTALL)
 
 
@@ -253,7 +271,8 @@ def _translate(spec: OptionSpec, message: str, shown: str) -> Problem:
         return Problem(spec.name + sub, text.replace("`", "").replace("Expected", "expected"))
     expected = re.match(r"Expected `(.+?)`", text)
     what = expected[1] if expected else spec.type_name
-    return Problem(spec.name, f"must be {what} (got {shown})")
+    plain = " or ".join(_PLAIN_TYPES.get(part, part) for part in what.split(" | "))
+    return Problem(spec.name, f"must be {plain} (got {shown})")
 
 
 def _union_members(tp: Any) -> list[Any]:

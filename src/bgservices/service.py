@@ -73,7 +73,8 @@ class Service:
 
     def __init__(self, **options: Any) -> None:
         values, problems = validate_options(type(self), options)
-        problems += type(self).check_options(values)
+        if not problems:  # cross-option rules need every option valid, or they mislead
+            problems = type(self).check_options(values)
         if problems:
             raise ConfigError(problems)
         for key, value in values.items():
@@ -104,7 +105,7 @@ class Service:
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
         """Rules that span several options; return a problem for each broken one.
 
-        *values* holds the options that passed their own checks, defaults filled in.
+        Runs only once every option passed its own check; *values* has the defaults filled in.
 
         Override (calling ``super()``) to add your own; the dict config runs it too, before
         anything is constructed.

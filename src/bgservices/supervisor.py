@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -24,17 +24,29 @@ from . import _exit
 from ._signals import SignalHandlers
 from ._stacks import thread_stack
 from .backoff import Backoff
-from .errors import ConfigError, Problem
+from .errors import ConfigError
+from .options import option, validate_options
 from .service import Service
 from .state import LifecycleEvent, ServiceState
 
-__all__ = ["EXIT_STRAGGLER", "StopReport", "Supervisor"]
+__all__ = ["EXIT_STRAGGLER", "StopReport", "Supervisor", "SupervisorSettings"]
 
 #: Exit code when a critical service still runs past the deadline at interpreter exit.
 EXIT_STRAGGLER = 70
 
 Listener = Callable[[LifecycleEvent], Any]
 _NOT_STARTING = tuple(s for s in ServiceState if s not in (ServiceState.NEW, ServiceState.STARTING))
+
+
+class SupervisorSettings:
+    """The ``supervisor`` section: the keyword options of ``Supervisor``."""
+
+    shutdown_timeout: float = option(10.0, gt=0, help="Seconds to stop critical services.")
+    daemon_grace: float = option(0.5, ge=0, help="Seconds daemon-safe services get at stop.")
+    failure_policy: Literal["isolate", "shutdown"] = option(
+        "isolate", help="isolate: others go on; shutdown: a FAILED service stops everything."
+    )
+    stop_at_exit: bool = option(True, help="Stop gracefully when the main thread finishes.")
 
 
 @dataclass(frozen=True)
@@ -69,24 +81,22 @@ class Supervisor:
         stop_at_exit: bool = True,
         backoff: Backoff | None = None,
     ) -> None:
-        problems = []
-        if not (isinstance(shutdown_timeout, int | float) and shutdown_timeout > 0):
-            problems.append(Problem("shutdown_timeout", f"must be > 0 (got {shutdown_timeout!r})"))
-        if not (isinstance(daemon_grace, int | float) and daemon_grace >= 0):
-            problems.append(Problem("daemon_grace", f"must be >= 0 (got {daemon_grace!r})"))
-        if failure_policy not in ("isolate", "shutdown"):
-            problems.append(
-                Problem(
-                    "failure_policy",
-                    f"must be one of 'isolate', 'shutdown' (got {failure_policy!r})",
-                )
-            )
+        settings, problems = validate_options(
+            SupervisorSettings,
+            {
+                "shutdown_timeout": shutdown_timeout,
+                "daemon_grace": daemon_grace,
+                "failure_policy": failure_policy,
+                "stop_at_exit": stop_at_exit,
+            },
+            resolve=None,
+        )
         if problems:
             raise ConfigError(problems)
-        self.shutdown_timeout = float(shutdown_timeout)
-        self.daemon_grace = float(daemon_grace)
-        self.failure_policy = failure_policy
-        self.stop_at_exit = stop_at_exit
+        self.shutdown_timeout: float = settings["shutdown_timeout"]
+        self.daemon_grace: float = settings["daemon_grace"]
+        self.failure_policy: Literal["isolate", "shutdown"] = settings["failure_policy"]
+        self.stop_at_exit: bool = settings["stop_at_exit"]
         self.backoff = backoff or Backoff()
         self.log: Any = structlog.get_logger("bgservices")
         self._services: dict[str, Service] = {}
@@ -106,6 +116,13 @@ class Supervisor:
         self._failure_shutdown = False
         self._in_run = False
         self._signals: SignalHandlers | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, allow_imports: bool = True) -> Supervisor:
+        """Build a supervisor from a plain dict; see ``bgservices.from_config``."""
+        from .config import from_config
+
+        return from_config(config, allow_imports=allow_imports)
 
     # -- services ------------------------------------------------------------------------
 
@@ -399,6 +416,10 @@ class Supervisor:
                 restore()
         failed = any(s.state is ServiceState.FAILED and not s.daemon for s in self)
         return 1 if self._failure_shutdown or failed or not report.clean else 0
+
+    def request_stop(self) -> None:
+        """Ask ``run()`` to stop and return; safe from any thread or a signal handler."""
+        self._wakeup.set()
 
     def install_signal_handlers(self) -> Callable[[], None]:
         """Handle SIGINT/SIGTERM (main thread only); returns a function restoring the old ones.
