@@ -168,8 +168,8 @@ def test_load_toml_and_json(tmp_path: Path) -> None:
     ("name", "content", "message"),
     [
         ("c.yaml", "a: 1", "unsupported file type '.yaml' (use .toml or .json)"),
-        ("c.toml", "[services\n", "invalid TOML: Expected ']' at the end of a table declaration (at line 1, column 10)"),
-        ("c.json", '{"services": {,}}', "invalid JSON: Expecting property name enclosed in double quotes (at line 1, column 15)"),
+        ("c.toml", "[services\n", "invalid TOML: Expected ']' at the end of a table declaration (at line 1, column 10)"),  # noqa: E501
+        ("c.json", '{"services": {,}}', "invalid JSON: Expecting property name enclosed in double quotes (at line 1, column 15)"),  # noqa: E501
         ("c.json", "[1]", "must hold an object (got list)"),
     ],
 )  # fmt: skip
