@@ -18,3 +18,10 @@ def load_all() -> dict[str, int]:
 
 
 NOT_A_SERVICE = 42
+
+
+class Crasher(PeriodicService):
+    """Fails at once, every time."""
+
+    def run(self) -> None:
+        raise RuntimeError("crashes at once")

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -14,47 +11,9 @@ import pytest
 
 from bgservices import EXIT_STRAGGLER
 
-SCRIPTS = Path(__file__).parent / "scripts"
+from ._process import App
+
 SHUTDOWN_TIMEOUT = 2.0
-
-
-class App:
-    """A child process whose output is read line by line, every wait bounded."""
-
-    def __init__(self, script: str, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPTS / script), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self.lines.append(line.rstrip("\n"))
-                self._cond.notify_all()
-
-    def wait_line(self, text: str, timeout: float = 10.0) -> None:
-        with self._cond:
-            found = self._cond.wait_for(lambda: text in self.lines, timeout)
-        assert found, f"never printed {text!r}: {self.lines}"
-
-    def finish(self, timeout: float) -> tuple[int, str, str]:
-        try:
-            code = self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._reader.join(5)
-        assert self.proc.stderr is not None
-        return code, "\n".join(self.lines), self.proc.stderr.read()
 
 
 @pytest.mark.parametrize(
@@ -79,7 +38,7 @@ class App:
 def test_critical_teardown_runs_and_exit_code_is_kept(
     tmp_path: Path, mode: str, sig: signal.Signals | None, expected_code: int
 ) -> None:
-    app = App("exit_app.py", mode, str(tmp_path))
+    app = App.script("exit_app.py", mode, str(tmp_path))
     app.wait_line("READY")
     began = time.monotonic()
     if sig is not None:
@@ -94,7 +53,7 @@ def test_critical_teardown_runs_and_exit_code_is_kept(
 
 
 def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path) -> None:
-    app = App("exit_app.py", "double-sigint", str(tmp_path))
+    app = App.script("exit_app.py", "double-sigint", str(tmp_path))
     app.wait_line("READY")
     app.proc.send_signal(signal.SIGINT)
     app.wait_line("TEARDOWN")  # graceful stop under way, stuck in a slow teardown
@@ -107,7 +66,7 @@ def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path) -> None
 
 
 def test_a_straggler_is_reported_with_its_stack_and_the_process_still_ends(tmp_path: Path) -> None:
-    app = App("exit_app.py", "straggler", str(tmp_path))
+    app = App.script("exit_app.py", "straggler", str(tmp_path))
     app.wait_line("READY")
     began = time.monotonic()
     code, out, _err = app.finish(timeout=SHUTDOWN_TIMEOUT + 2)
@@ -120,7 +79,7 @@ def test_a_straggler_is_reported_with_its_stack_and_the_process_still_ends(tmp_p
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_restarts_its_supervisor_and_exits_cleanly(tmp_path: Path) -> None:
-    app = App("fork_app.py", str(tmp_path))
+    app = App.script("fork_app.py", str(tmp_path))
     code, out, err = app.finish(timeout=15)
     assert code == 0, err
     child_exit = next(line for line in out.splitlines() if line.startswith("CHILD EXIT"))

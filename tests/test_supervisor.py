@@ -204,6 +204,24 @@ def test_a_straggler_is_named_with_its_stack_and_not_waited_on(make_supervisor, 
         assert slow._join(5)
 
 
+def test_a_busy_daemon_safe_service_is_abandoned_after_its_grace(make_supervisor, recorder) -> None:
+    class BusyMonitor(Straggler):
+        daemon_safe = True
+
+    busy = BusyMonitor()
+    sup = make_supervisor(Idle(), busy, daemon_grace=0.05)
+    sup.start()
+    try:
+        report = sup.stop(timeout=5)
+        assert report.abandoned == ("busy_monitor",) and report.stragglers == ()
+        assert report.clean and report.elapsed < 2  # abandoning a daemon is allowed
+        assert "release.wait" in recorder.wait_event("supervisor.abandoned").fields["stack"]
+        assert sup not in _exit._started
+    finally:
+        busy.release.set()
+        assert busy._join(5)
+
+
 def test_daemon_safe_services_get_a_grace_for_teardown(make_supervisor) -> None:
     journal: list[str] = []
     svc = Background()

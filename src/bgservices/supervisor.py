@@ -51,10 +51,16 @@ class SupervisorSettings:
 
 @dataclass(frozen=True)
 class StopReport:
-    """What ``stop()`` achieved: services that ended, and stragglers still running."""
+    """What ``stop()`` achieved.
+
+    *stragglers* are critical services still running past the deadline: a problem.
+    *abandoned* are daemon-safe services still running after their grace: allowed, as they
+    are best effort, and reported so that nobody wonders.
+    """
 
     stopped: tuple[str, ...] = ()
     stragglers: tuple[str, ...] = ()
+    abandoned: tuple[str, ...] = ()
     elapsed: float = 0.0
     #: True when this call did not do the stop (another thread is doing it).
     in_progress: bool = False
@@ -304,29 +310,30 @@ class Supervisor:
         for service in in_order:
             if service.thread is not me:
                 service._join(grace_end - time.monotonic())
-        stragglers = [s for s in services if self._alive(s, me)]
-        for service in stragglers:
+        still_running = [s for s in services if self._alive(s, me)]
+        for service in still_running:
             assert service.thread is not None
             self._emit(
-                "supervisor.straggler",
-                "warning" if service.daemon else "error",  # a daemon-safe one may be abandoned
+                "supervisor.abandoned" if service.daemon else "supervisor.straggler",
+                "warning" if service.daemon else "error",
                 service=service.name,
-                daemon=bool(service.daemon),
                 state=service.state.value,
                 stack=thread_stack(service.thread),
             )
         report = StopReport(
-            stopped=tuple(s.name for s in services if s not in stragglers),
-            stragglers=tuple(s.name for s in stragglers),
+            stopped=tuple(s.name for s in services if s not in still_running),
+            stragglers=tuple(s.name for s in still_running if not s.daemon),
+            abandoned=tuple(s.name for s in still_running if s.daemon),
             elapsed=time.monotonic() - begun,
         )
         self._report = report
-        if not any(not s.daemon for s in stragglers):
+        if not report.stragglers:
             _exit.untrack(self)  # a critical straggler still needs the exit hook
         self._emit(
             "supervisor.stopped",
             elapsed=round(report.elapsed, 4),
             stragglers=list(report.stragglers),
+            abandoned=list(report.abandoned),
         )
         return report
 

@@ -12,7 +12,7 @@ import structlog
 from bgservices import ConfigError
 from bgservices.services import LogCollector
 
-from ..test_exit_paths import App
+from .._process import App
 
 
 def lines(path: Path) -> list[dict[str, object]]:
@@ -22,7 +22,7 @@ def lines(path: Path) -> list[dict[str, object]]:
 @pytest.mark.parametrize("mode", ["stop", "return", "exit", "sigterm"])
 def test_nothing_accepted_is_lost_on_any_exit(tmp_path: Path, mode: str) -> None:
     path = tmp_path / "app.log"
-    app = App("log_app.py", mode, str(path))
+    app = App.script("log_app.py", mode, str(path))
     if mode == "sigterm":
         app.wait_line("LOGGED", timeout=30)
         app.proc.send_signal(signal.SIGTERM)

@@ -1,0 +1,63 @@
+"""A child process whose output is read line by line as it comes, every wait bounded."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import IO
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+class App:
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            list(argv),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(env) if env is not None else None,
+        )
+        self._cond = threading.Condition()
+        self.out: list[str] = []
+        self.err: list[str] = []
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @classmethod
+    def script(cls, name: str, *args: str) -> App:
+        """Run ``tests/scripts/<name>`` with this interpreter."""
+        return cls([sys.executable, str(SCRIPTS / name), *args])
+
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            with self._cond:
+                lines.append(line.rstrip("\n"))
+                self._cond.notify_all()
+
+    def wait_line(self, text: str, timeout: float = 10.0, *, stderr: bool = False) -> None:
+        """Wait until a line containing *text* has been printed."""
+        lines = self.err if stderr else self.out
+        with self._cond:
+            found = self._cond.wait_for(lambda: any(text in line for line in lines), timeout)
+        assert found, f"never printed {text!r}; stdout={self.out!r} stderr={self.err!r}"
+
+    def finish(self, timeout: float) -> tuple[int, str, str]:
+        """Wait for the exit (killing the process past *timeout*): (code, stdout, stderr)."""
+        try:
+            code = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+        for reader in self._readers:
+            reader.join(5)
+        return code, "\n".join(self.out), "\n".join(self.err)
