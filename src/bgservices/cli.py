@@ -213,12 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     def add_running_options(
         p: argparse.ArgumentParser, duration: float | None, every: float
     ) -> None:
-        p.add_argument("--duration", type=_positive, default=duration, metavar="S",
-                       help="stop after S seconds (default: %(default)s)")  # fmt: skip
-        p.add_argument("--status-every", type=_non_negative, default=every, metavar="S",
-                       help="print a status table every S seconds, 0 never (%(default)s)")  # fmt: skip
-        p.add_argument("--log-format", choices=["auto", "console", "json"], default="auto",
-                       help="auto: console on a terminal, JSON lines otherwise")  # fmt: skip
+        p.add_argument(
+            "--duration", type=_positive, default=duration, metavar="S",
+            help="stop after S seconds (default: %(default)s)",
+        )  # fmt: skip
+        p.add_argument(
+            "--status-every", type=_non_negative, default=every, metavar="S",
+            help="print a status table every S seconds, 0 never (default: %(default)s)",
+        )  # fmt: skip
+        p.add_argument(
+            "--log-format", choices=["auto", "console", "json"], default="auto",
+            help="auto: console on a terminal, JSON lines otherwise",
+        )  # fmt: skip
 
     run = commands.add_parser("run", help="run the services of a .toml or .json file")
     run.add_argument("config")

@@ -178,7 +178,10 @@ def shutdown_summary(
             what = f"drained and flushed {logs.written} records; {log_lines} lines in demo.log"
         elif name == "orders":
             lost = orders.accepted - rows
-            what = f"committed {orders.committed} of {orders.accepted} orders; {rows} rows in orders.db, {lost} lost"
+            what = (
+                f"committed {orders.committed} of {orders.accepted} orders; "
+                f"{rows} rows in orders.db, {lost} lost"
+            )
         elif service.daemon:
             what = "stopped within the grace (best effort: it might have been cut off)"
         else:
