@@ -50,6 +50,15 @@ class App:
             found = self._cond.wait_for(lambda: any(text in line for line in lines), timeout)
         assert found, f"never printed {text!r}; stdout={self.out!r} stderr={self.err!r}"
 
+    def wait_lines(self, text: str, count: int, timeout: float = 10.0, *, stderr: bool = False) -> None:
+        """Wait until *count* lines containing *text* have been printed."""
+        lines = self.err if stderr else self.out
+        with self._cond:
+            found = self._cond.wait_for(
+                lambda: sum(text in line for line in lines) >= count, timeout
+            )
+        assert found, f"not {count} x {text!r}; stdout={self.out!r} stderr={self.err!r}"
+
     def finish(self, timeout: float) -> tuple[int, str, str]:
         """Wait for the exit (killing the process past *timeout*): (code, stdout, stderr)."""
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -78,3 +79,12 @@ def make_supervisor(recorder: Recorder) -> Iterator[Callable[..., Supervisor]]:
     yield make
     for sup in made:
         sup.stop()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

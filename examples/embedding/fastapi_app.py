@@ -1,0 +1,50 @@
+"""FastAPI: start the supervisor in the lifespan, stop it when the app shuts down.
+
+Run it: ``uvicorn fastapi_app:app`` from this folder (needs fastapi and uvicorn).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI, HTTPException
+
+from bgservices import Supervisor
+from bgservices.services import CacheWarmer, MemoryMonitor
+
+
+def load_prices() -> dict[str, float]:
+    return {"apple": 1.2, "pear": 0.8}
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    prices = CacheWarmer(name="prices", interval=60, loader=load_prices)
+    sup = Supervisor([MemoryMonitor(name="memory", interval=5), prices])
+    await anyio.to_thread.run_sync(sup.start)  # setup() may block: keep it off the event loop
+    await anyio.to_thread.run_sync(prices.wait_ready, 10)  # serve nothing cold
+    app.state.supervisor, app.state.prices = sup, prices
+    try:
+        yield
+    finally:
+        await anyio.to_thread.run_sync(sup.stop)
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/price/{item}")
+def price(item: str) -> dict[str, Any]:
+    value = app.state.prices.cache.get(item)
+    if value is None:
+        raise HTTPException(404, f"no price for {item}")
+    return {"item": item, "price": value}
+
+
+@app.get("/health")
+def health() -> dict[str, Any]:
+    sup: Supervisor = app.state.supervisor
+    return {"healthy": sup.healthy, "services": sup.status()}

@@ -1,0 +1,36 @@
+"""Configure services from a TOML file (or a plain dict) and see how problems are reported.
+
+Run it: ``python examples/from_config.py``
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import structlog
+
+from bgservices import ConfigError, Supervisor, load_config
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))  # so that "prices:load_prices" can be imported
+
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+config = load_config(HERE / "services.toml")
+with Supervisor.from_config(config) as sup:
+    sup["warm"].wait_ready(5)  # type: ignore[attr-defined]
+    print("started:", ", ".join(f"{s.name} ({s.status()['type']})" for s in sup))
+    print("apple costs", sup["warm"].cache.get("apple"))  # type: ignore[attr-defined]
+
+broken = {
+    "services": {
+        "memory": {"type": "memory_monitor", "interval": 0, "rss_limit": 512},
+        "warm": {"type": "cache_warmr"},
+    }
+}
+try:
+    Supervisor.from_config(broken)
+except ConfigError as err:
+    print(f"invalid configuration, nothing started:\n{err}")
