@@ -50,7 +50,9 @@ class App:
             found = self._cond.wait_for(lambda: any(text in line for line in lines), timeout)
         assert found, f"never printed {text!r}; stdout={self.out!r} stderr={self.err!r}"
 
-    def wait_lines(self, text: str, count: int, timeout: float = 10.0, *, stderr: bool = False) -> None:
+    def wait_lines(
+        self, text: str, count: int, timeout: float = 10.0, *, stderr: bool = False
+    ) -> None:
         """Wait until *count* lines containing *text* have been printed."""
         lines = self.err if stderr else self.out
         with self._cond:
