@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from random import Random
 
 __all__ = ["Backoff"]
 
@@ -33,7 +36,9 @@ class Backoff:
         exponent = min(max(attempt, 1) - 1, 64)  # 2**64 * initial exceeds any sane maximum
         return float(min(self.maximum, self.initial * self.factor**exponent))
 
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+    def delay(self, attempt: int, rng: Random | None = None) -> float:
         """A jittered delay in ``[ceiling/2, ceiling]`` for *attempt* (1-based)."""
+        import random  # imported on first use: it costs milliseconds at start-up
+
         base = self.ceiling(attempt)
         return base / 2 + (rng or random).uniform(0, base / 2)

@@ -7,10 +7,8 @@ the same declarations as the service constructors.
 
 from __future__ import annotations
 
-import json
-import tomllib
+import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, Problem
@@ -25,8 +23,12 @@ VERSION = 1
 _TOP_KEYS = ("version", "supervisor", "services")
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a ``.toml`` or ``.json`` file into a dict; ``ConfigError`` on any problem."""
+    import json
+    import tomllib
+    from pathlib import Path
+
     path = Path(path)
     where = str(path)
     if path.suffix not in (".toml", ".json"):

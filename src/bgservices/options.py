@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections.abc
 import copy
-import difflib
 import importlib
 import operator
 import re
@@ -20,8 +19,6 @@ import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
-
-import msgspec
 
 from .errors import Problem
 
@@ -181,6 +178,8 @@ def validate_options(
 
 def suggest(key: object, known: Iterable[str]) -> str:
     """`` (did you mean x?)`` for the closest of *known* to *key*, or an empty string."""
+    import difflib
+
     if not isinstance(key, str):
         return ""
     close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
@@ -214,6 +213,8 @@ def _check(
             return value, None
         choices = ", ".join(repr(c) for c in literals)
         return None, Problem(spec.name, f"must be one of {choices} (got {shown})")
+
+    import msgspec  # imported when options are first validated, not at ``import bgservices``
 
     target: Any = others[0] if len(others) == 1 else typing.Union[tuple(others)]  # noqa: UP007 (built at run time)
     try:

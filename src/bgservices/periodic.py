@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -32,9 +31,13 @@ class Schedule:
         interval: float,
         start: float,
         jitter: float = 0.0,
-        rng: Callable[[float, float], float] = random.uniform,
+        rng: Callable[[float, float], float] | None = None,
     ) -> None:
         self.kind, self.interval, self.start, self.jitter = kind, interval, start, jitter
+        if rng is None and jitter > 0:
+            import random  # only services with jitter pay for it
+
+            rng = random.uniform
         self._uniform = rng
         self.index = 0
         self.skipped = 0
@@ -56,7 +59,7 @@ class Schedule:
         return self.start + slot * self.interval + self._jitter()
 
     def _jitter(self) -> float:
-        return self._uniform(0.0, self.jitter) if self.jitter > 0 else 0.0
+        return self._uniform(0.0, self.jitter) if self._uniform and self.jitter > 0 else 0.0
 
 
 class PeriodicService(Service):

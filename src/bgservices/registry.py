@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import threading
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from typing import TypeVar
 
 from .service import Service
@@ -60,6 +59,8 @@ def _load() -> None:
         if _loaded:
             return
         _loaded = True
+    from importlib.metadata import entry_points  # slow to import: only when types are looked up
+
     importlib.import_module("bgservices.services")
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in _types:
