@@ -8,8 +8,17 @@ import time
 from pathlib import Path
 
 from ._common import Result, print_table, quiet_logs, write_json
+from ._peers import peer_versions
 
-MODULES = ["stop_latency", "log_throughput", "keepalive_connections", "memory_sample"]
+MODULES = [
+    "stop_latency",
+    "scale",
+    "tick_accuracy",
+    "log_throughput",
+    "keepalive_connections",
+    "import_time",
+    "memory_sample",
+]
 
 
 def main() -> None:
@@ -24,6 +33,7 @@ def main() -> None:
         module = importlib.import_module(f"benchmarks.{name}")
         results.extend(module.run(quick=args.quick))
     print_table(results)
+    print(f"\npeers: {peer_versions()}")
     print(f"\n{len(results)} benchmarks in {time.monotonic() - began:.1f} s")
     if args.json:
         write_json(results, args.json)

@@ -49,7 +49,9 @@ class _Server(ThreadingHTTPServer):
 
 def measure(pings: int) -> tuple[int, int]:
     server = _Server()
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/health"
     try:
         with Supervisor([KeepAlive(url=url, interval=0.001)], stop_at_exit=False):

@@ -5,6 +5,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.__main__ import main  # noqa: E402
+from benchmarks.__main__ import main
 
 main()

@@ -1,4 +1,5 @@
-"""Stop latency: 200 idle periodic services (interval 60 s) vs the stop-flag + sleep(1) loop.
+"""Stop latency: 200 idle periodic services (interval 60 s) vs the stop-flag + sleep(1) loop
+and APScheduler 3 with 200 interval jobs, ``shutdown(wait=True)``.
 
 The supervisor's services sleep on their stop event, so a stop wakes them at once; the
 common hand-written pattern checks a flag between ``time.sleep(1)`` calls, so each thread
@@ -14,6 +15,7 @@ import time
 from bgservices import PeriodicService, Supervisor
 
 from ._common import Result, print_table, quiet_logs
+from ._peers import apscheduler_version, start_apscheduler
 
 
 class Idle(PeriodicService):
@@ -53,18 +55,32 @@ def sleep_loop_stop(n: int) -> float:
     return time.perf_counter() - began
 
 
+def apscheduler_stop(n: int) -> float:
+    scheduler = start_apscheduler(n, 60.0, lambda: None)
+    began = time.perf_counter()
+    scheduler.shutdown(wait=True)
+    return time.perf_counter() - began
+
+
 def run(quick: bool = False) -> list[Result]:
     n = 200
-    ours = min(bgservices_stop(n) for _ in range(1 if quick else 3))
-    peer = sleep_loop_stop(n)
+    repeats = 1 if quick else 3
+    ours = min(bgservices_stop(n) for _ in range(repeats))
+    loop = sleep_loop_stop(n)
+    aps = min(apscheduler_stop(n) for _ in range(repeats))
     return [
         Result(
             name=f"stop latency, {n} idle periodic services",
             unit="ms",
             ours=ours * 1000,
-            peers={"sleep(1) loop": peer * 1000},
-            ratio=peer / ours,
-            target="< 100 ms; >= 10x faster than the sleep loop",
+            peers={
+                "sleep(1) loop": loop * 1000,
+                f"APScheduler {apscheduler_version()}": aps * 1000,
+            },
+            ratio=loop / ours,
+            target="< 100 ms; >= 10x faster than the sleep loop (ratio vs the sleep loop)",
+            note="APScheduler wins: it has one scheduler thread to wake, ours stops 200 threads "
+            "one by one in reverse order, logging two events each (about 13 ms without the logs)",
         )
     ]
 
