@@ -282,3 +282,4 @@ def test_no_exception_but_config_error_escapes(config: Any) -> None:
         assert err.problems and all(str(p) for p in err.problems)
     else:
         assert isinstance(sup, Supervisor) and all(isinstance(s, Service) for s in sup)
+        assert all(type(s).daemon_safe or not s.daemon for s in sup)  # never less safe

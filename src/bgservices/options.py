@@ -39,6 +39,8 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+#: Options named like this are secret whether or not they say so: never echoed in errors.
+_SECRET_NAME = re.compile(r"password|passwd|secret|token|api_?key|credential", re.IGNORECASE)
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
@@ -64,6 +66,9 @@ def option(
     secret: bool = False,
 ) -> Any:
     """Declare an option with bounds, help text, or ``secret=True`` (never echoed in errors).
+
+    Options whose names contain password, secret, token, api_key or credential are secret
+    without saying so.
 
     Without a default the option is required.
     """
@@ -126,12 +131,14 @@ def _collect(cls: type) -> dict[str, OptionSpec]:
         default = next((k.__dict__[name] for k in cls.__mro__ if name in k.__dict__), MISSING)
         if isinstance(default, _OptionInfo):
             default = default.default
+        secret_name = bool(_SECRET_NAME.search(name))
         if info is None:
-            specs[name] = OptionSpec(name, tp, default)
+            specs[name] = OptionSpec(name, tp, default, secret=secret_name)
         else:
             specs[name] = OptionSpec(
-                name, tp, default, info.help, info.gt, info.ge, info.lt, info.le, info.secret
-            )
+                name, tp, default, info.help, info.gt, info.ge, info.lt, info.le,
+                info.secret or secret_name,
+            )  # fmt: skip
     return specs
 
 

@@ -85,6 +85,7 @@ class Service:
             self.daemon = self.daemon_safe
         self.log: Any = structlog.get_logger("bgservices", service=self.name)
         self.restarts = 0
+        self.crashes = 0
         self.callback_errors = 0
         self.last_error: dict[str, str] | None = None
         self._init_runtime()
@@ -191,6 +192,7 @@ class Service:
             "daemon": bool(self.daemon),
             "state": self._state.value,
             "restarts": self.restarts,
+            "crashes": self.crashes,
             "last_error": self.last_error,
             "started_at": (
                 datetime.fromtimestamp(self._started_at, UTC).isoformat()
@@ -367,6 +369,12 @@ class Service:
         return outcome[0], outcome[1], time.monotonic() - begun
 
     def _crashed(self, exc: BaseException, hook: str) -> None:
+        """Anything ``setup``/``run`` raised, BaseExceptions included: counted and logged.
+
+        Plain ``threading`` drops a ``SystemExit`` raised in a thread without a word; here it
+        is a crash like any other, and the restart policy decides what follows.
+        """
+        self.crashes += 1
         self._record_error(exc)
         self._emit("service.crashed", "error", exc=exc, hook=hook)
 

@@ -238,14 +238,15 @@ class Supervisor:
             self._phase = "running"
             self._report = None
             self._failure_shutdown = False
-            self._wakeup.clear()
+            if not self._in_run:  # run() cleared it before its signal handlers went in
+                self._wakeup.clear()
             services = list(self._services.values())
         if self.stop_at_exit:
             _exit.track(self)
         self._emit("supervisor.starting", services=[s.name for s in services])
         for service in services:
-            if self._phase != "running":
-                break  # a stop (a signal, a failure) arrived while starting
+            if self._phase != "running" or self._wakeup.is_set():
+                break  # a stop (a signal, request_stop, a failure) arrived while starting
             self._launch(service)
         self._emit("supervisor.started")
         return self
@@ -254,7 +255,7 @@ class Supervisor:
         service._launch(self, self.backoff)
         # Short waits, so that a signal reaches the main thread while a setup() is slow.
         while not service.wait_for_state(*_NOT_STARTING, timeout=0.25):
-            if self._phase != "running":
+            if self._phase != "running" or self._wakeup.is_set():
                 return
 
     # -- stop ----------------------------------------------------------------------------
@@ -409,9 +410,10 @@ class Supervisor:
         straggler was left running.
         """
         restore = None
+        self._wakeup.clear()
+        self._in_run = True
         if threading.current_thread() is threading.main_thread():
             restore = self.install_signal_handlers()
-        self._in_run = True
         try:
             self.start()
             while not self._wakeup.wait(0.25):

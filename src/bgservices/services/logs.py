@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import queue
 import sys
 import threading
@@ -90,7 +91,7 @@ class LogCollector(Service):
     def setup(self) -> None:
         self._formatter = _formatter(self.format)
         if self.path is not None:
-            self._file = logging.handlers.RotatingFileHandler(
+            self._file = _SafeRotatingFileHandler(
                 self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8"
             )
         self._drain_thread = threading.get_ident()
@@ -177,6 +178,24 @@ class LogCollector(Service):
             "queue_depth": self._queue.qsize(),
             "path": self.path,
         }
+
+
+class _SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
+    """Creates files from the umask but never world-writable, and never through a symlink.
+
+    A log path that is a symlink is refused (``O_NOFOLLOW``) rather than followed: rotation
+    renames the path, and a link planted there could make it write or rename elsewhere.
+    """
+
+    def _open(self) -> Any:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
+        return open(
+            self.baseFilename,
+            self.mode,
+            encoding=self.encoding,
+            errors=self.errors,
+            opener=lambda path, _: os.open(path, flags, 0o664),
+        )
 
 
 class _EnqueueHandler(logging.Handler):
