@@ -7,9 +7,7 @@ import os
 import signal
 import stat
 import threading
-import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -199,7 +197,7 @@ def test_a_signal_during_start_stops_what_started_and_exits(tmp_path: Path) -> N
     app = App.script("slow_start_app.py", str(tmp_path))
     app.wait_line("IN SETUP")
     app.proc.send_signal(signal.SIGTERM)
-    code, out, err = app.finish(timeout=10)
+    code, _out, err = app.finish(timeout=10)
     assert code == 0, err
     assert (tmp_path / "teardown-first").exists() and (tmp_path / "teardown-slow").exists()
     assert not (tmp_path / "setup-later").exists()
