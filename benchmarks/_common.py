@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -48,6 +48,17 @@ def print_table(results: Sequence[Result]) -> None:
 def write_json(results: Sequence[Result], path: Path) -> None:
     payload = {"machine": machine(), "results": [asdict(r) for r in results]}
     path.write_text(json.dumps(payload, indent=2))
+
+
+def standalone(run: Callable[[bool], list[Result]], doc: str | None) -> None:
+    """The ``__main__`` of a benchmark module: ``[--quick]``, quiet logs, print the table."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--quick", action="store_true")
+    quick = parser.parse_args().quick
+    quiet_logs()
+    print_table(run(quick))
 
 
 def quiet_logs() -> None:

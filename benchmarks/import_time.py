@@ -6,13 +6,12 @@ The best of many runs, minus a bare interpreter's start-up. Bytecode caching is 
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
 import time
 
-from ._common import Result, print_table
+from ._common import Result, standalone
 
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
@@ -46,6 +45,4 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    print_table(run(parser.parse_args().quick))
+    standalone(run, __doc__)

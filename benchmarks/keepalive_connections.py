@@ -5,7 +5,6 @@ Both ping a local HTTP/1.1 server on 127.0.0.1 that counts the connections it ac
 
 from __future__ import annotations
 
-import argparse
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -15,7 +14,7 @@ import requests
 from bgservices import Supervisor
 from bgservices.services import KeepAlive
 
-from ._common import Result, print_table, quiet_logs
+from ._common import Result, standalone
 
 
 class _Health(BaseHTTPRequestHandler):
@@ -82,7 +81,4 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    quiet_logs()
-    print_table(run(parser.parse_args().quick))
+    standalone(run, __doc__)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from bgservices.services import MemoryMonitor
 
-from ._common import Result, print_table
+from ._common import Result, standalone
 
 
 def cost_us(monitor: MemoryMonitor, samples: int) -> float:
@@ -38,6 +37,4 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    print_table(run(parser.parse_args().quick))
+    standalone(run, __doc__)

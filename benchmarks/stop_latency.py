@@ -8,13 +8,12 @@ notices the stop up to a second late.
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 
 from bgservices import PeriodicService, Supervisor
 
-from ._common import Result, print_table, quiet_logs
+from ._common import Result, standalone
 from ._peers import apscheduler_version, start_apscheduler
 
 
@@ -86,7 +85,4 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    quiet_logs()
-    print_table(run(parser.parse_args().quick))
+    standalone(run, __doc__)

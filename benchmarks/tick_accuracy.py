@@ -11,7 +11,6 @@ lateness is measured against the nominal grid ``start + k * 60``.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import random
 import statistics
@@ -22,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from bgservices import PeriodicService, Supervisor
 from bgservices.periodic import Schedule
 
-from ._common import Result, print_table, quiet_logs
+from ._common import Result, standalone
 from ._peers import apscheduler_version, start_apscheduler
 
 INTERVAL, BODY = 0.020, 0.005
@@ -137,7 +136,4 @@ def run(quick: bool = False) -> list[Result]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true")
-    quiet_logs()
-    print_table(run(parser.parse_args().quick))
+    standalone(run, __doc__)

@@ -5,12 +5,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from .errors import DoNotRestart
 from .options import option
-from .service import Service
+from .service import Service, iso_time
 
 __all__ = ["PeriodicService", "Schedule"]
 
@@ -117,11 +116,7 @@ class PeriodicService(Service):
             "consecutive_errors": self.consecutive_errors,
             "overruns": self.overruns,
             "skipped": self._schedule.skipped if self._schedule else 0,
-            "last_tick_at": (
-                datetime.fromtimestamp(self.last_tick_at, UTC).isoformat()
-                if self.last_tick_at is not None
-                else None
-            ),
+            "last_tick_at": iso_time(self.last_tick_at),
             "last_tick_duration": self.last_tick_duration,
             "next_tick_in": (
                 round(max(0.0, next_at - time.monotonic()), 3)

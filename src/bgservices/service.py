@@ -37,6 +37,11 @@ class _Owner(Protocol):
     def _service_ended(self, service: Service) -> None: ...
 
 
+def iso_time(timestamp: float | None) -> str | None:
+    """A ``time.time()`` value as ISO 8601 in UTC, for status dicts; None stays None."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
 def snake_case(name: str) -> str:
     """``MemoryMonitor`` -> ``memory_monitor``, ``HTTPPing`` -> ``http_ping``."""
     name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
@@ -194,11 +199,7 @@ class Service:
             "restarts": self.restarts,
             "crashes": self.crashes,
             "last_error": self.last_error,
-            "started_at": (
-                datetime.fromtimestamp(self._started_at, UTC).isoformat()
-                if self._started_at is not None
-                else None
-            ),
+            "started_at": iso_time(self._started_at),
             "uptime": round(time.monotonic() - since, 3) if since is not None else None,
         }
         try:

@@ -6,7 +6,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 import cachetools
@@ -15,6 +14,7 @@ from ..errors import Problem
 from ..options import option
 from ..periodic import PeriodicService
 from ..registry import register
+from ..service import iso_time
 
 __all__ = ["CacheBackend", "CacheWarmer", "MemoryCache"]
 
@@ -200,10 +200,6 @@ class CacheWarmer(PeriodicService):
             "failures": self.failures,
             "total_failures": self.total_failures,
             "last_duration": self.last_duration,
-            "last_success_at": (
-                datetime.fromtimestamp(self.last_success_at, UTC).isoformat()
-                if self.last_success_at
-                else None
-            ),
+            "last_success_at": iso_time(self.last_success_at),
             "callback_errors": self.callback_errors,
         }

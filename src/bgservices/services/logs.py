@@ -9,13 +9,12 @@ import queue
 import sys
 import threading
 from collections.abc import Mapping, MutableMapping
-from datetime import UTC, datetime
 from typing import IO, Any, Literal
 
 from ..errors import Problem
 from ..options import option
 from ..registry import register
-from ..service import Service
+from ..service import Service, iso_time
 
 __all__ = ["LogCollector"]
 
@@ -219,7 +218,7 @@ def _record_time(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMap
     """Timestamp a stdlib record with the time it was logged, not the time it is written."""
     record = event.get("_record")
     if record is not None:
-        event.setdefault("timestamp", datetime.fromtimestamp(record.created, UTC).isoformat())
+        event.setdefault("timestamp", iso_time(record.created))
     return event
 
 
