@@ -185,6 +185,7 @@ def test_stop_while_start_is_still_running_setups(make_supervisor) -> None:
     assert entered.wait(5)
     stopper = threading.Thread(target=sup.stop)
     stopper.start()
+    assert slow.wait_for_state(ServiceState.STOPPING, timeout=5)  # the stop has begun
     release.set()
     starter.join(10)
     stopper.join(10)
