@@ -104,3 +104,18 @@ def test_url_must_be_http() -> None:
         KeepAlive(url="ftp://127.0.0.1/")
     with pytest.raises(ConfigError, match="url: required option is missing"):
         KeepAlive()
+
+
+def test_the_pooled_connection_has_tcp_keepalive_on(
+    make_supervisor, recorder, http_server: CountingServer
+) -> None:
+    import socket
+
+    ping = KeepAlive(url=http_server.url, interval=3600)  # one ping, then the pool sits idle
+    with make_supervisor(ping):
+        recorder.wait_event("keepalive.up")  # the response was read: the connection is pooled
+        pools = ping.session.get_adapter(http_server.url).poolmanager.pools
+        (connection,) = [c for key in pools.keys() for c in pools[key].pool.queue if c]
+        assert connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
