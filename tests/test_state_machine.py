@@ -27,6 +27,7 @@ class Probe(Service):
         self.active = 0
         self.max_active = 0
         self.crash = threading.Event()
+        self.crashed = threading.Event()
         self._count_lock = threading.Lock()
 
     def run(self) -> None:
@@ -38,6 +39,7 @@ class Probe(Service):
             while not self.wait(0.005):
                 if self.crash.is_set():
                     self.crash.clear()
+                    self.crashed.set()
                     raise RuntimeError("crash on request")
         finally:
             with self._count_lock:
@@ -78,10 +80,10 @@ class SupervisorMachine(RuleBasedStateMachine):
     def crash(self, name: str) -> None:
         probe = self.probes[name]
         if probe.state is ServiceState.RUNNING:
+            probe.crashed.clear()
             probe.crash.set()
-            assert probe.wait_for_state(
-                ServiceState.BACKOFF, ServiceState.FAILED, ServiceState.STARTING, timeout=5
-            )
+            # Wait for the crash itself: the states it passes through may be too brief to see.
+            assert probe.crashed.wait(5)
             if probe.wait_for_state(ServiceState.FAILED, timeout=0):
                 self.frozen[name] = probe.runs
 

@@ -100,6 +100,7 @@ class Service:
         self._state = ServiceState.NEW
         self._stop_event = threading.Event()
         self._stop_hook_done = threading.Event()
+        self._first_setup_done = threading.Event()
         self._thread: threading.Thread | None = None
         self._owner: _Owner | None = None
         self._backoff = Backoff()
@@ -183,7 +184,11 @@ class Service:
         return self._thread
 
     def wait_for_state(self, *states: ServiceState, timeout: float | None = None) -> bool:
-        """Block until the service is in one of *states*; False on timeout."""
+        """Block until the service is in one of *states*; False on timeout.
+
+        It sees the state each time it wakes, so a state passed through briefly (a short
+        BACKOFF) can be missed: listeners see every transition.
+        """
         with self._cond:
             return self._cond.wait_for(lambda: self._state in states, timeout)
 
@@ -221,6 +226,7 @@ class Service:
             self._owner, self._backoff = owner, backoff
             self._stop_event = threading.Event()
             self._stop_hook_done = threading.Event()
+            self._first_setup_done = threading.Event()
             self._restart_times.clear()
             self._state = ServiceState.STARTING
             self._cond.notify_all()
@@ -230,6 +236,7 @@ class Service:
         try:
             self._thread.start()
         except BaseException as exc:  # e.g. "can't create new thread at interpreter shutdown"
+            self._first_setup_done.set()
             self._record_error(exc)
             self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="thread start")
             raise
@@ -318,6 +325,7 @@ class Service:
                     return
                 self.restarts += 1
         finally:
+            self._first_setup_done.set()
             owner = self._owner
             if owner is not None:
                 owner._service_ended(self)
@@ -347,6 +355,8 @@ class Service:
         except BaseException as exc:
             self._crashed(exc, "setup")
             return _ERROR, exc, 0.0
+        finally:
+            self._first_setup_done.set()  # what Supervisor.start() waits for
         begun = self._running_since = time.monotonic()
         self._started_at = time.time()
         outcome: tuple[str, BaseException | None] = (_RETURNED, None)

@@ -35,7 +35,6 @@ __all__ = ["EXIT_STRAGGLER", "StopReport", "Supervisor", "SupervisorSettings"]
 EXIT_STRAGGLER = 70
 
 Listener = Callable[[LifecycleEvent], Any]
-_NOT_STARTING = tuple(s for s in ServiceState if s not in (ServiceState.NEW, ServiceState.STARTING))
 
 
 class SupervisorSettings:
@@ -254,7 +253,7 @@ class Supervisor:
     def _launch(self, service: Service) -> None:
         service._launch(self, self.backoff)
         # Short waits, so that a signal reaches the main thread while a setup() is slow.
-        while not service.wait_for_state(*_NOT_STARTING, timeout=0.25):
+        while not service._first_setup_done.wait(0.25):
             if self._phase != "running" or self._wakeup.is_set():
                 return
 

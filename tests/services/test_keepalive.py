@@ -115,7 +115,7 @@ def test_the_pooled_connection_has_tcp_keepalive_on(
     with make_supervisor(ping):
         recorder.wait_event("keepalive.up")  # the response was read: the connection is pooled
         pools = ping.session.get_adapter(http_server.url).poolmanager.pools
-        (connection,) = [c for key in pools for c in pools[key].pool.queue if c]
+        (connection,) = [c for key in pools.keys() for c in pools[key].pool.queue if c]  # noqa: SIM118 (not iterable)
         assert connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):
             assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
