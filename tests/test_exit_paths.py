@@ -25,6 +25,7 @@ SHUTDOWN_TIMEOUT = 2.0
         ("run", signal.SIGTERM, 0),
         ("run", signal.SIGINT, 0),
         ("handlers", signal.SIGTERM, 128 + signal.SIGTERM),
+        ("handlers", signal.SIGINT, -signal.SIGINT),  # KeyboardInterrupt: Python re-kills itself
     ],
     ids=[
         "main-returns",
@@ -33,6 +34,7 @@ SHUTDOWN_TIMEOUT = 2.0
         "sigterm",
         "sigint",
         "sigterm-app-loop",
+        "sigint-app-loop",
     ],
 )
 def test_critical_teardown_runs_and_exit_code_is_kept(
@@ -89,3 +91,12 @@ def test_a_forked_child_restarts_its_supervisor_and_exits_cleanly(tmp_path: Path
     assert "PARENT True" in out
     teardowns = sorted(p.name for p in tmp_path.iterdir())
     assert teardowns == sorted([f"teardown-{child_pid}", f"teardown-{app.proc.pid}"])
+
+
+def test_sigkill_runs_nothing_as_documented(tmp_path: Path) -> None:
+    app = App.script("exit_app.py", "run", str(tmp_path))
+    app.wait_line("READY")
+    app.proc.send_signal(signal.SIGKILL)
+    code, _, _ = app.finish(timeout=5)
+    assert code == -signal.SIGKILL
+    assert not (tmp_path / "teardown").exists()  # no code runs after SIGKILL: nothing can
