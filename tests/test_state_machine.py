@@ -28,6 +28,7 @@ class Probe(Service):
         self.max_active = 0
         self.crash = threading.Event()
         self.crashed = threading.Event()
+        self.crashed_in_run = 0  # which run last crashed: it stays RUNNING while unwinding
         self._count_lock = threading.Lock()
 
     def run(self) -> None:
@@ -39,6 +40,7 @@ class Probe(Service):
             while not self.wait(0.005):
                 if self.crash.is_set():
                     self.crash.clear()
+                    self.crashed_in_run = self.runs
                     self.crashed.set()
                     raise RuntimeError("crash on request")
         finally:
@@ -79,7 +81,7 @@ class SupervisorMachine(RuleBasedStateMachine):
     @rule(name=st.sampled_from(NAMES))
     def crash(self, name: str) -> None:
         probe = self.probes[name]
-        if probe.state is ServiceState.RUNNING:
+        if probe.state is ServiceState.RUNNING and probe.crashed_in_run != probe.runs:
             probe.crashed.clear()
             probe.crash.set()
             # Wait for the crash itself: the states it passes through may be too brief to see.
