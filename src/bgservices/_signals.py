@@ -12,7 +12,7 @@ from typing import Any
 
 from ._stacks import all_stacks
 
-__all__ = ["SignalHandlers"]
+__all__ = ["SignalHandlers", "force_exit"]
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -41,10 +41,10 @@ class SignalHandlers:
             self.received = signum
             self._on_first(signum)
             return
-        _force_exit(signum)
+        force_exit(signum)
 
 
-def _force_exit(signum: int) -> None:
+def force_exit(signum: int) -> None:
     """A second signal: show where every thread is, then exit at once with 128+signum."""
     try:
         name = signal.Signals(signum).name

@@ -21,7 +21,7 @@ from typing import Any, Literal
 import structlog
 
 from . import _exit
-from ._signals import SignalHandlers
+from ._signals import SignalHandlers, force_exit
 from ._stacks import thread_stack
 from .backoff import Backoff
 from .errors import ConfigError
@@ -363,8 +363,11 @@ class Supervisor:
         self.stop()
         me = threading.current_thread()
         stuck = [s for s in self if not s.daemon and self._alive(s, me)]
-        for service in stuck:
-            service._join(deadline - time.monotonic())
+        try:
+            for service in stuck:
+                service._join(deadline - time.monotonic())
+        except KeyboardInterrupt:  # Ctrl-C while waiting for a straggler: the operator insists
+            force_exit(signal.SIGINT)
         stuck = [s for s in stuck if self._alive(s, me)]
         if stuck:
             self._emit(
@@ -404,11 +407,14 @@ class Supervisor:
         """Start, block until a signal or until every service has ended, stop; an exit code.
 
         In the main thread SIGINT and SIGTERM are handled while it runs (the first stops
-        gracefully, a second exits at once with 128+signum). Returns 0 after a clean stop, 1
-        if a ``failure_policy="shutdown"`` stop happened, a critical service FAILED, or a
-        straggler was left running.
+        gracefully, a second exits at once with 128+signum). The previous handlers are put
+        back on return, unless a critical straggler is still running: then a further signal
+        must still be able to end the process. Returns 0 after a clean stop, 1 if a
+        ``failure_policy="shutdown"`` stop happened, a critical service FAILED, or a straggler
+        was left running.
         """
         restore = None
+        report: StopReport | None = None
         self._wakeup.clear()
         self._in_run = True
         if threading.current_thread() is threading.main_thread():
@@ -420,7 +426,7 @@ class Supervisor:
             report = self.stop()
         finally:
             self._in_run = False
-            if restore is not None:
+            if restore is not None and (report is None or not report.stragglers):
                 restore()
         failed = any(s.state is ServiceState.FAILED and not s.daemon for s in self)
         return 1 if self._failure_shutdown or failed or not report.clean else 0
