@@ -72,6 +72,17 @@ def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path, second_
     assert "bgservices:writer" in err and "in teardown" in err
 
 
+def test_ctrl_c_while_the_exit_hook_waits_exits_at_once(tmp_path: Path) -> None:
+    app = App.script("exit_app.py", "ctrl-c-at-exit", str(tmp_path))
+    app.wait_line("READY")
+    app.wait_line("TEARDOWN")  # main returned; the exit hook waits on a slow teardown
+    began = time.monotonic()
+    app.proc.send_signal(signal.SIGINT)  # no handlers installed: KeyboardInterrupt in the hook
+    code, _, err = app.finish(timeout=2)
+    assert code == 130 and time.monotonic() - began < 2
+    assert "in teardown" in err
+
+
 def test_a_straggler_is_reported_with_its_stack_and_the_process_still_ends(tmp_path: Path) -> None:
     app = App.script("exit_app.py", "straggler", str(tmp_path))
     app.wait_line("READY")

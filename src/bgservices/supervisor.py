@@ -298,14 +298,19 @@ class Supervisor:
         deadline = begun + timeout
         self._emit("supervisor.stopping", timeout=timeout)
         in_order = services[::-1]
-        for index, service in enumerate(in_order):
-            service._request_stop()
-            if service.daemon or service.thread is me:
-                continue
-            if not service._join(deadline - time.monotonic()):
-                for rest in in_order[index + 1 :]:  # past the deadline: ask everyone at once
-                    rest._request_stop()
-                break
+        try:
+            for index, service in enumerate(in_order):
+                service._request_stop()
+                if service.daemon or service.thread is me:
+                    continue
+                if not service._join(deadline - time.monotonic()):
+                    for rest in in_order[index + 1 :]:  # past the deadline: ask all at once
+                        rest._request_stop()
+                    break
+        except BaseException:  # e.g. KeyboardInterrupt in a join: leave nothing running unasked
+            for service in in_order:
+                service._request_stop()
+            raise
         grace_end = time.monotonic() + self.daemon_grace
         for service in in_order:
             if service.thread is not me:
@@ -360,15 +365,14 @@ class Supervisor:
         """Called by the exit hook: stop gracefully; a critical straggler ends the process."""
         deadline = time.monotonic() + self.shutdown_timeout + self.daemon_grace
         self._emit("supervisor.exit", reason="main thread finished")
-        self.stop()
         me = threading.current_thread()
-        stuck = [s for s in self if not s.daemon and self._alive(s, me)]
         try:
-            for service in stuck:
+            self.stop()
+            for service in [s for s in self if not s.daemon and self._alive(s, me)]:
                 service._join(deadline - time.monotonic())
-        except KeyboardInterrupt:  # Ctrl-C while waiting for a straggler: the operator insists
+        except KeyboardInterrupt:  # Ctrl-C while the exit waits on a service: the operator insists
             force_exit(signal.SIGINT)
-        stuck = [s for s in stuck if self._alive(s, me)]
+        stuck = [s for s in self if not s.daemon and self._alive(s, me)]
         if stuck:
             self._emit(
                 "supervisor.exit_forced",

@@ -24,7 +24,7 @@ class Writer(Service):
 
     def teardown(self) -> None:
         (out / "teardown").write_text("flushed")
-        if mode == "double-sigint":
+        if mode in ("double-sigint", "ctrl-c-at-exit"):
             print("TEARDOWN", flush=True)
             while True:  # a teardown slow enough that the operator presses Ctrl-C again
                 time.sleep(0.05)
@@ -68,4 +68,4 @@ if mode == "exit3":
     sys.exit(3)
 if mode == "raise":
     raise RuntimeError("unhandled in main")
-# "return" and "straggler": the main thread simply finishes
+# "return", "straggler", "ctrl-c-at-exit": the main thread simply finishes
