@@ -72,6 +72,14 @@ def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path, second_
     assert "bgservices:writer" in err and "in teardown" in err
 
 
+def test_without_the_pre_join_hook_a_watcher_thread_stops_the_supervisor(tmp_path: Path) -> None:
+    app = App.script("no_prejoin_hook_app.py", str(tmp_path))
+    app.wait_line("READY")
+    code, _, err = app.finish(timeout=SHUTDOWN_TIMEOUT + 2)
+    assert code == 0, err
+    assert (tmp_path / "teardown").read_text() == "flushed"
+
+
 def test_ctrl_c_while_the_exit_hook_waits_exits_at_once(tmp_path: Path) -> None:
     app = App.script("exit_app.py", "ctrl-c-at-exit", str(tmp_path))
     app.wait_line("READY")
