@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import re
-import sys
 import threading
 import time
 import traceback
@@ -20,6 +19,7 @@ from typing import Any, ClassVar, Literal, Protocol
 
 import structlog
 
+from ._logging import log_safely
 from .backoff import Backoff
 from .errors import ConfigError, DoNotRestart, Problem
 from .options import option, validate_options
@@ -416,16 +416,10 @@ class Service:
         self, event: str, level: str = "info", exc: BaseException | None = None, **fields: Any
     ) -> None:
         """Log *event* through structlog and hand it to the supervisor's listeners."""
-        try:
-            log: Callable[..., Any] = getattr(self.log, level)
-            if exc is not None:
-                log(event, exc_info=exc, **fields)
-            else:
-                log(event, **fields)
-        except Exception as log_exc:  # a broken logging setup must not break the life cycle
-            print(
-                f"bgservices: could not log {event} for {self.name}: {log_exc!r}", file=sys.stderr
-            )
+        if exc is not None:
+            log_safely(self.log, level, event, exc_info=exc, **fields)
+        else:
+            log_safely(self.log, level, event, **fields)
         owner = self._owner
         if owner is not None:
             if exc is not None:

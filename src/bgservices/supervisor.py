@@ -21,6 +21,7 @@ from typing import Any, Literal
 import structlog
 
 from . import _exit
+from ._logging import log_safely
 from ._signals import SignalHandlers, force_exit
 from ._stacks import thread_stack
 from .backoff import Backoff
@@ -213,22 +214,18 @@ class Supervisor:
             try:
                 listener(event)
             except Exception as exc:
-                try:
-                    self.log.error("listener.failed", listener=repr(listener), exc_info=exc)
-                except Exception:
-                    print(f"bgservices: listener {listener!r} failed: {exc!r}", file=sys.stderr)
+                log_safely(
+                    self.log, "error", "listener.failed", listener=repr(listener), exc_info=exc
+                )
 
     def _emit(self, event: str, level: str = "info", **fields: Any) -> None:
-        try:
-            getattr(self.log, level)(event, **fields)
-        except Exception as exc:
-            print(f"bgservices: could not log {event}: {exc!r}", file=sys.stderr)
+        log_safely(self.log, level, event, **fields)
         self._dispatch(LifecycleEvent(event, None, None, time.time(), fields))
 
     # -- start ---------------------------------------------------------------------------
 
     def start(self) -> Supervisor:
-        """Start every service in the order added; return once each has left STARTING."""
+        """Start every service in the order added; return once each one's setup() has ended."""
         with self._lock:
             if self._phase == "running":
                 return self
