@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -51,8 +52,8 @@ def test_jitter_never_accumulates(draws: list[float]) -> None:
 class Counter(PeriodicService):
     interval = 0.01
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.active = 0
         self.max_active = 0
         self.seen = threading.Event()

@@ -8,6 +8,7 @@ import signal
 import stat
 import threading
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -26,8 +27,8 @@ class Faulty(PeriodicService):
 
     interval = 0.005
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.fault_in = ""
         self.fault: BaseException = RuntimeError("injected")
         self.runs = 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from typing import Any
 
 import pytest
 
@@ -14,8 +15,8 @@ FAST = Backoff(initial=0.001, maximum=0.01)
 class Recording(Service):
     """Records which hook ran in which thread; behaviour set per test."""
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.calls: list[tuple[str, str]] = []
         self.runs = 0
         self.ran = threading.Event()

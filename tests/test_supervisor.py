@@ -46,8 +46,8 @@ class Crashing(Service):
 class Straggler(Service):
     """Ignores stop requests until the test releases it."""
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self.release = threading.Event()
 
     def run(self) -> None:

@@ -87,8 +87,8 @@ class PeriodicService(Service):
         """One round of the periodic work."""
         raise NotImplementedError(f"{type(self).__name__} must implement tick()")
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def _reset_runtime(self) -> None:
+        super()._reset_runtime()
         self.ticks = 0
         self.errors = 0
         self.consecutive_errors = 0

@@ -93,9 +93,10 @@ class Service:
         self.crashes = 0
         self.callback_errors = 0
         self.last_error: dict[str, str] | None = None
-        self._init_runtime()
+        self._reset_runtime()
 
-    def _init_runtime(self) -> None:
+    def _reset_runtime(self) -> None:
+        """The framework's own per-run state, then the subclass's (``init_state``)."""
         self._cond = threading.Condition()
         self._state = ServiceState.NEW
         self._stop_event = threading.Event()
@@ -107,6 +108,16 @@ class Service:
         self._restart_times: collections.deque[float] = collections.deque()
         self._started_at: float | None = None
         self._running_since: float | None = None
+        self.init_state()
+
+    def init_state(self) -> None:
+        """Create the state of one run: counters, queues, sessions, locks.
+
+        Called at construction, before every launch, and in a child after ``os.fork()``, so
+        that a run never shares such state with an earlier run or with the parent process.
+        Override it (calling ``super().init_state()``) rather than making such state in
+        ``__init__``.
+        """
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
@@ -228,6 +239,7 @@ class Service:
             self._stop_hook_done = threading.Event()
             self._first_setup_done = threading.Event()
             self._restart_times.clear()
+            self.init_state()
             self._state = ServiceState.STARTING
             self._cond.notify_all()
             self._thread = threading.Thread(
@@ -275,7 +287,7 @@ class Service:
     def _reset_after_fork(self) -> None:
         """In a forked child: the thread is gone, so the service is not running."""
         was = self._state
-        self._init_runtime()
+        self._reset_runtime()
         if was is not ServiceState.NEW:
             self._state = ServiceState.STOPPED
 

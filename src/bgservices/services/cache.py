@@ -113,8 +113,8 @@ class CacheWarmer(PeriodicService):
         #: The cache the application reads; the same object for the service's whole life.
         self.cache: CacheBackend = self.backend or MemoryCache(self.maxsize)
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def init_state(self) -> None:
+        super().init_state()
         self._ready = threading.Event()
         self.runs = 0
         self.keys_warmed = 0

@@ -79,8 +79,8 @@ class KeepAlive(PeriodicService):
             v for k, v in self.headers.items() if redact_headers({k: v})[k] != v
         ]
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def init_state(self) -> None:
+        super().init_state()
         self.health = Health.UNKNOWN
         self.probes = 0
         self.failures = 0

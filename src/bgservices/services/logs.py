@@ -66,8 +66,8 @@ class LogCollector(Service):
         self.written = 0
         self.dropped = 0
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def init_state(self) -> None:
+        super().init_state()
         self._file: logging.handlers.RotatingFileHandler | None = None
         self._formatter: logging.Formatter | None = None
         self._drain_thread: int | None = None

@@ -77,8 +77,8 @@ class MemoryMonitor(PeriodicService):
     )
     history: int = option(360, ge=1, help="How many samples to keep for latest()/samples().")
 
-    def _init_runtime(self) -> None:
-        super()._init_runtime()
+    def init_state(self) -> None:
+        super().init_state()
         self._samples: collections.deque[MemorySample] = collections.deque(maxlen=self.history)
         self._process: psutil.Process | None = None
         self._cgroup: CgroupMemory | None = None
