@@ -12,7 +12,7 @@ from .periodic import PeriodicService
 from .registry import register
 from .service import Service
 from .state import LifecycleEvent, ServiceState
-from .supervisor import EXIT_STRAGGLER, StopReport, Supervisor
+from .supervisor import EXIT_STRAGGLER, Phase, StopReport, Supervisor
 
 __version__ = "0.1.0.dev0"
 
@@ -23,6 +23,7 @@ __all__ = [
     "DoNotRestart",
     "LifecycleEvent",
     "PeriodicService",
+    "Phase",
     "Problem",
     "Service",
     "ServiceState",
