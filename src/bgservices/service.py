@@ -357,8 +357,11 @@ class Service:
         if owner is not None:
             owner._service_ended(self)
 
-    def _request_stop(self) -> None:
-        """Ask the service to stop; never blocks. ``on_stop_requested`` runs in its own thread."""
+    def _request_stop(self, *, quiet: bool = False) -> None:
+        """Ask the service to stop; never blocks. ``on_stop_requested`` runs in its own thread.
+
+        *quiet*: no ``service.stopping`` event (the caller reports many at once).
+        """
         with self._cond:
             if self._stop_requested:
                 return
@@ -370,7 +373,7 @@ class Service:
             if run_hook:
                 self._stop_hook_done = False
             self._cond.notify_all()
-        if active:
+        if active and not quiet:
             self._emit("service.stopping", "debug")
         if run_hook:
             try:

@@ -41,6 +41,7 @@ EXIT_STRAGGLER = 70
 
 Listener = Callable[[LifecycleEvent], Any]
 _EVENTS = logging.getLogger("bgservices.supervisor")
+_DETAILED = 10  # late services reported one by one, with their stack; the rest together
 
 _SHUTDOWN_TIMEOUT = 10.0
 _DAEMON_GRACE = 0.5
@@ -96,6 +97,36 @@ class StopReport:
     @property
     def clean(self) -> bool:
         return not self.stragglers and not self.in_progress
+
+
+@dataclass
+class _StopSummary:
+    """What one stop found late, as an event's fields and as the ``StopReport``."""
+
+    services: list[Service]
+    late: list[Service]
+    begun: float
+    deadline: float
+
+    def names(self, *, daemon: bool) -> tuple[str, ...]:
+        return tuple(s.name for s in self.late if bool(s.daemon) is daemon)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "services": len(self.services),
+            "elapsed": round(time.monotonic() - self.begun, 4),
+            "stragglers": list(self.names(daemon=False)),
+            "abandoned": list(self.names(daemon=True)),
+        }
+
+    def report(self) -> StopReport:
+        return StopReport(
+            stopped=tuple(s.name for s in self.services if s not in self.late),
+            stragglers=self.names(daemon=False),
+            abandoned=self.names(daemon=True),
+            elapsed=time.monotonic() - self.begun,
+            deadline=self.deadline,
+        )
 
 
 class Supervisor:
@@ -428,64 +459,68 @@ class Supervisor:
         final = deadline + self.daemon_grace
         self._emit("supervisor.stopping", "debug", timeout=timeout)
         newest_first = services[::-1]
-        first = [s for s in newest_first if not s.stop_last]
         last = [s for s in newest_first if s.stop_last]
+        first = [s for s in newest_first if s not in last]
         self._stop_group(first, deadline, final)
         late = self._report_late(first)
-        self._emit(  # before the last group stops, so that the log collector records it
-            "supervisor.stopped",
-            services=len(services),
-            elapsed=round(time.monotonic() - begun, 4),
-            stragglers=[s.name for s in late if not s.daemon],
-            abandoned=[s.name for s in late if s.daemon],
-        )
+        summary = _StopSummary(services, late, begun, final)
+        self._emit("supervisor.stopped", **summary.fields())  # the log collector still records it
         self._stop_group(last, final, final)
-        late += self._report_late(last)
-        report = StopReport(
-            stopped=tuple(s.name for s in services if s not in late),
-            stragglers=tuple(s.name for s in late if not s.daemon),
-            abandoned=tuple(s.name for s in late if s.daemon),
-            elapsed=time.monotonic() - begun,
-            deadline=final,
-        )
-        if not report.stragglers:
-            _exit.untrack(self)  # a critical straggler still needs the exit hook
+        summary.late += self._report_late(last)
+        report = summary.report()
+        if not any(not s.daemon and not s._exited for s in services):
+            _exit.untrack(self)  # a critical service still running needs the exit hook
         return report
 
     def _stop_group(self, services: list[Service], deadline: float, final: float) -> None:
         """Daemon-safe ones asked at once; critical ones one by one until *deadline*, then
         the rest at once; then everyone gets the daemon grace, never past *final*."""
-        daemons = [s for s in services if s.daemon]
         critical = [s for s in services if not s.daemon]
-        for service in daemons:
-            service._request_stop()
+        for service in services:
+            if service.daemon:
+                service._request_stop()
         for index, service in enumerate(critical):
             service._request_stop()
             if not service._wait_exited(deadline - time.monotonic()) and service._running_elsewhere:
-                for rest in critical[index + 1 :]:  # past the deadline: ask all at once
-                    rest._request_stop()
+                rest = critical[index + 1 :]
+                if rest:  # past the deadline: ask the rest at once, with one event for all
+                    self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
+                    for other in rest:
+                        other._request_stop(quiet=True)
                 break
         grace_end = min(time.monotonic() + self.daemon_grace, final)
         for service in services:
             service._wait_exited(grace_end - time.monotonic())
 
     def _report_late(self, services: list[Service]) -> list[Service]:
-        """Services still running elsewhere: logged (stragglers with their stack)."""
+        """Services still running elsewhere, logged: the first few one by one with their
+        stack, the rest in one event, so that reporting a thousand cannot overrun the stop."""
         late = [s for s in services if s._running_elsewhere]
-        for service in late:
-            thread = service.thread
-            if service.daemon:
-                fields: dict[str, Any] = {"service": service.name, "state": service.state.value}
-                if _EVENTS.isEnabledFor(logging.DEBUG) and thread is not None:
-                    fields["stack"] = thread_stack(thread)
-                self._emit("supervisor.abandoned", **fields)
-            else:
-                self._emit(
-                    "supervisor.straggler", "error", service=service.name,
-                    state=service.state.value,
-                    stack=thread_stack(thread) if thread is not None else "",
-                )  # fmt: skip
+        for service in late[:_DETAILED]:
+            self._report_one_late(service)
+        if len(late) > _DETAILED:
+            rest = late[_DETAILED:]
+            self._emit(
+                "supervisor.late",
+                "error" if any(not s.daemon for s in rest) else "info",
+                stragglers=[s.name for s in rest if not s.daemon],
+                abandoned=[s.name for s in rest if s.daemon],
+            )
         return late
+
+    def _report_one_late(self, service: Service) -> None:
+        thread = service.thread
+        stack = thread_stack(thread) if thread is not None else ""
+        if not service.daemon:
+            self._emit(
+                "supervisor.straggler", "error", service=service.name,
+                state=service.state.value, stack=stack,
+            )  # fmt: skip
+            return
+        fields: dict[str, Any] = {"service": service.name, "state": service.state.value}
+        if _EVENTS.isEnabledFor(logging.DEBUG):
+            fields["stack"] = stack  # best effort, abandoned by design: no crash, no stack
+        self._emit("supervisor.abandoned", **fields)
 
     def _stop_one(self, service: Service) -> None:
         service._request_stop()
@@ -524,16 +559,23 @@ class Supervisor:
                 self._stopper = None
 
     def _stop_at_exit(self) -> None:
-        """Called by the exit hook: stop gracefully; a critical straggler ends the process."""
+        """Called by the exit hook: stop gracefully; a critical straggler ends the process.
+
+        A service already reported as a straggler gets no second deadline; one still running
+        for another reason (it called ``stop()`` itself) gets ``shutdown_timeout``.
+        """
         self._emit("supervisor.exit", reason="main thread finished")
         try:
             report = self.stop()
-            deadline = max(report.deadline, self._stop_deadline)
+            fresh = time.monotonic() + self.shutdown_timeout
             for service in [s for s in self if not s.daemon]:
+                deadline = report.deadline if service.name in report.stragglers else fresh
                 with deferring():
                     service._wait_exited(deadline - time.monotonic())
         except KeyboardInterrupt:  # Ctrl-C while the exit waits on a service: the operator insists
             force_exit(signal.SIGINT)
+        except SystemExit:  # a deferred SIGTERM: the process is exiting already
+            pass
         stuck = [s for s in self if not s.daemon and s._running_elsewhere]
         if stuck:
             self._emit(
@@ -558,10 +600,9 @@ class Supervisor:
         with self._changed:
             self._changed.notify_all()
             phase = self._phase
-            report = self._report
-        if phase is Phase.STOPPED and report and service.name in report.stragglers:
-            if not any(not s.daemon and s._running_elsewhere for s in self):
-                _exit.untrack(self)  # the last critical straggler has finished after all
+        if phase is Phase.STOPPED:
+            if not any(not s.daemon and not s._exited for s in self):
+                _exit.untrack(self)  # the last critical service still running has finished
             return
         if (
             service.state is ServiceState.FAILED
