@@ -27,9 +27,9 @@ LEVELS: Mapping[str, int] = {
     "error": logging.ERROR,
     "critical": logging.CRITICAL,
 }
-#: LogRecord's own attribute names: a field of the same name is stored with a trailing "_".
+#: LogRecord's own attribute names, and ``event``: a field named so is stored with a trailing "_".
 _RECORD_ATTRIBUTES = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime"}
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys() | {"message", "asctime", "event"}
 )
 
 
