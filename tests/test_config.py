@@ -120,9 +120,16 @@ def test_config_can_demote_a_daemon_safe_service_but_never_promote() -> None:
     assert sup["m"].daemon is False
 
 
-def test_version_defaults_to_one_and_sections_are_optional() -> None:
-    assert len(from_config({})) == 0
-    assert problems({"version": "1"}) == [
+NO_SERVICES = (
+    "services: no services configured: add at least one, each with a type "
+    "(a registered name or 'module:Class')"
+)
+
+
+def test_version_defaults_to_one_and_the_supervisor_section_is_optional() -> None:
+    sup = from_config({"services": {"m": {"type": "memory_monitor"}}})
+    assert [s.name for s in sup] == ["m"] and sup.shutdown_timeout == 10.0
+    assert problems({"version": "1", "services": {"m": {"type": "memory_monitor"}}}) == [
         "version: unsupported version '1' (this bgservices reads 1)"
     ]
     assert problems([]) == ["configuration must be a mapping (got list)"]
