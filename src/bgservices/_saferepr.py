@@ -9,7 +9,30 @@ from __future__ import annotations
 
 import reprlib
 
-_repr = reprlib.Repr()
+
+class _Repr(reprlib.Repr):
+    """reprlib's short reprs, with a placeholder that names no address when repr fails."""
+
+    def repr_instance(self, x: object, level: int) -> str:
+        try:
+            text = repr(x)
+        except Exception:
+            return _placeholder(x)
+        if type(text) is not str:
+            return _placeholder(x)
+        if len(text) <= self.maxother:
+            return text
+        head = (self.maxother - 3) // 2
+        return text[:head] + "..." + text[len(text) - (self.maxother - 3 - head) :]
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # more digits than Python converts to text
+            return f"<int of {x.bit_length()} bits>"
+
+
+_repr = _Repr()
 _repr.maxlevel = 3
 _repr.maxstring = 60
 _repr.maxother = 60
@@ -21,8 +44,12 @@ def safe_repr(value: object) -> str:
     try:
         text = _repr.repr(value)
     except Exception:  # a raising __repr__ inside a container, an int too long to print, ...
-        return f"<unprintable {type_name(value)}>"
-    return text if type(text) is str else f"<unprintable {type_name(value)}>"
+        return _placeholder(value)
+    return text if type(text) is str else _placeholder(value)
+
+
+def _placeholder(value: object) -> str:
+    return f"<unprintable {type_name(value)}>"
 
 
 def type_name(value: object) -> str:
@@ -39,9 +66,9 @@ def describe_error(exc: BaseException) -> str:
     try:
         text = repr(exc)
     except Exception:
-        return f"<unprintable {type_name(exc)}>"
+        return _placeholder(exc)
     if type(text) is not str:
-        return f"<unprintable {type_name(exc)}>"
+        return _placeholder(exc)
     return text if len(text) <= 300 else text[:297] + "..."
 
 

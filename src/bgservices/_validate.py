@@ -272,10 +272,14 @@ def number_problem(spec: OptionSpec, number: float, given: Any) -> Problem | Non
         else (MAX_INT, "the largest size Python allows")
     )
     if spec.le is None and spec.lt is None and number > limit:
-        return Problem(spec.name, f"must be <= {limit:g}, {why} (got {shown})")
+        return Problem(spec.name, f"must be <= {_number_text(limit)}, {why} (got {shown})")
     if spec.ge is None and spec.gt is None and number < -limit:
-        return Problem(spec.name, f"must be >= {-limit:g}, {why} (got {shown})")
+        return Problem(spec.name, f"must be >= {_number_text(-limit)}, {why} (got {shown})")
     return None
+
+
+def _number_text(number: float) -> str:
+    return f"{number:g}" if isinstance(number, float) else str(number)
 
 
 _PLAIN_TYPES = {
