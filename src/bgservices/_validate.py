@@ -259,23 +259,26 @@ def number_problem(spec: OptionSpec, number: float, given: Any) -> Problem | Non
 
     *given* is the value as given (``-1`` rather than the converted ``-1.0``), for messages.
     """
-    shown = _shown(spec, given)
     if isinstance(number, float) and not math.isfinite(number):
-        return Problem(spec.name, f"must be a finite number (got {shown})")
+        return _refused(spec, "must be a finite number", given)
     for op, attr, holds in _DECLARED:
         bound = getattr(spec, attr)
         if bound is not None and not holds(number, bound):
-            return Problem(spec.name, f"must be {op} {bound:g} (got {shown})")
+            return _refused(spec, f"must be {op} {bound:g}", given)
     limit, why = (
         (MAX_FLOAT, "the longest wait threading allows")
         if isinstance(number, float)
         else (MAX_INT, "the largest size Python allows")
     )
     if spec.le is None and spec.lt is None and number > limit:
-        return Problem(spec.name, f"must be <= {_number_text(limit)}, {why} (got {shown})")
+        return _refused(spec, f"must be <= {_number_text(limit)}, {why}", given)
     if spec.ge is None and spec.gt is None and number < -limit:
-        return Problem(spec.name, f"must be >= {_number_text(-limit)}, {why} (got {shown})")
+        return _refused(spec, f"must be >= {_number_text(-limit)}, {why}", given)
     return None
+
+
+def _refused(spec: OptionSpec, rule: str, given: Any) -> Problem:
+    return Problem(spec.name, f"{rule} (got {_shown(spec, given)})")
 
 
 def _number_text(number: float) -> str:
