@@ -51,9 +51,9 @@ def test_numbers_no_clock_can_wait_for_are_refused(kwargs: dict[str, float]) -> 
         Backoff(**kwargs)
 
 
-def test_the_longest_wait_the_clock_allows_is_accepted() -> None:
-    b = Backoff(initial=1.0, maximum=threading.TIMEOUT_MAX)
-    assert b.ceiling(10_000) == threading.TIMEOUT_MAX
+def test_the_longest_wait_options_allow_is_accepted() -> None:
+    b = Backoff(initial=1.0, maximum=threading.TIMEOUT_MAX / 2)
+    assert b.ceiling(10_000) == threading.TIMEOUT_MAX / 2
 
 
 def test_a_large_factor_reaches_the_maximum_instead_of_overflowing() -> None:

@@ -140,6 +140,7 @@ def test_config_error_lists_one_problem_per_line_and_can_be_prefixed() -> None:
 
 # -- numbers that cannot work ------------------------------------------------------------------
 
+LONGEST = threading.TIMEOUT_MAX / 2  # so that interval + jitter is a wait the clock can take
 TOO_LONG = threading.TIMEOUT_MAX * 2  # Event.wait(TOO_LONG) raises OverflowError
 
 
@@ -163,7 +164,8 @@ class Unprintable:
     [
         (math.inf, "must be a finite number (got inf)"),
         (math.nan, "must be a finite number (got nan)"),
-        (TOO_LONG, f"must be <= {threading.TIMEOUT_MAX:g}, the longest wait threading allows"),
+        (TOO_LONG, f"must be <= {LONGEST:g}, half of threading.TIMEOUT_MAX, so two waits"),
+        (LONGEST * 1.001, f"must be <= {LONGEST:g}"),
         (10**400, "is out of range"),
     ],
 )
@@ -172,8 +174,12 @@ def test_seconds_no_clock_can_wait_for_are_refused(name: str, value: float, mess
     assert found.startswith(f"{name}: {message}")
 
 
-def test_the_longest_wait_the_clock_allows_is_accepted() -> None:
-    assert Ping(url="u", interval=threading.TIMEOUT_MAX).interval == threading.TIMEOUT_MAX
+def test_the_longest_wait_options_allow_is_accepted_and_two_added_still_fit() -> None:
+    ping = Ping(url="u", interval=LONGEST, jitter=LONGEST)
+    assert ping.interval + ping.jitter == threading.TIMEOUT_MAX
+    assert threading.Lock().acquire(timeout=ping.interval + ping.jitter)  # a wait it can take
+    with pytest.raises(OverflowError):
+        threading.Lock().acquire(timeout=TOO_LONG)  # what the rule keeps away
 
 
 def test_integers_beyond_any_size_are_refused_and_declared_bounds_win() -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._options import MISSING
-from ._saferepr import describe_error, safe_repr
+from ._saferepr import describe_error, safe_repr, safe_str
 from ._validate import Resolver, check_fields, import_object
 from .errors import Problem
 
@@ -151,7 +151,12 @@ def _run(cls: type, chain: _Chain, index: int, view: _View) -> list[Problem] | N
 def _as_problems(found: object) -> list[Problem]:
     if not isinstance(found, (list, tuple)) or not all(isinstance(p, Problem) for p in found):
         raise TypeError(f"check_options must return a list of Problem (got {safe_repr(found)})")
-    return list(found)
+    return [  # plain text, so that printing the ConfigError cannot fail
+        p
+        if type(p.path) is type(p.message) is str
+        else Problem(safe_str(p.path), safe_str(p.message))
+        for p in found
+    ]
 
 
 class _View(Mapping[str, Any]):

@@ -23,9 +23,10 @@ from ._options import MISSING, OptionSpec, is_callable_type, options_of, union_m
 from ._saferepr import safe_repr, safe_str
 from .errors import Problem
 
-#: Floats must be finite and, unless declared otherwise, within this: the longest wait
-#: ``threading`` accepts (``Event.wait(1e10)`` raises ``OverflowError``).
-MAX_FLOAT = threading.TIMEOUT_MAX
+#: Floats must be finite and, unless declared otherwise, within this: half the longest wait
+#: ``threading`` accepts (``Event.wait(1e10)`` raises ``OverflowError``), so that two waits
+#: added together (``interval + jitter``, ``shutdown_timeout + daemon_grace``) still fit.
+MAX_FLOAT = threading.TIMEOUT_MAX / 2
 #: Integers must, unless declared otherwise, be within this: the largest size or count
 #: Python's containers and semaphores accept.
 MAX_INT = sys.maxsize
@@ -266,7 +267,7 @@ def number_problem(spec: OptionSpec, number: float, given: Any) -> Problem | Non
         if bound is not None and not holds(number, bound):
             return _refused(spec, f"must be {op} {bound:g}", given)
     limit, why = (
-        (MAX_FLOAT, "the longest wait threading allows")
+        (MAX_FLOAT, "half of threading.TIMEOUT_MAX, so two waits added still fit the clock")
         if isinstance(number, float)
         else (MAX_INT, "the largest size Python allows")
     )

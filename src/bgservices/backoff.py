@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ._saferepr import safe_repr
+from ._validate import MAX_FLOAT
 
 if TYPE_CHECKING:
     from random import Random
@@ -30,11 +30,11 @@ class Backoff:
     reset_after: float = 10.0
 
     def __post_init__(self) -> None:
-        # Every delay is waited for, so none may exceed what the clock can wait
-        # (``threading.TIMEOUT_MAX``: ``Event.wait(1e10)`` raises OverflowError) or be NaN.
+        # Every delay is waited for: none may be NaN or longer than options may be (half of
+        # threading.TIMEOUT_MAX: ``Event.wait(1e10)`` raises OverflowError).
         for name in ("initial", "factor", "maximum", "reset_after"):
             value = getattr(self, name)
-            limit = math.inf if name == "factor" else threading.TIMEOUT_MAX
+            limit = math.inf if name == "factor" else MAX_FLOAT
             if not _within(value, limit):
                 raise ValueError(
                     f"Backoff needs a finite {name}"

@@ -5,8 +5,9 @@ A class declares its options like a dataclass does (``interval: float = 5.0``), 
 assignment (``interval = 60.0``). The constructor and the dict config validate through the same
 code, so code and config accept exactly the same values. Types are checked strictly by msgspec
 (``"5"`` is not an int, ``True`` is not a number); bounds and messages are ours. Numbers must
-be finite, and unless the declaration bounds them, floats within ``threading.TIMEOUT_MAX`` (the
-longest wait the clock allows) and integers within ``sys.maxsize``. Lists and dicts nested
+be finite, and unless the declaration bounds them, floats within half of
+``threading.TIMEOUT_MAX`` (so that even two waits added together are one the clock can take)
+and integers within ``sys.maxsize``. Lists and dicts nested
 deeper than 32 levels, or containing themselves, are refused.
 
 Rules spanning options go in the ``check_options`` classmethod (calling ``super()``). A rule
