@@ -331,7 +331,13 @@ def test_a_failing_or_malformed_rule_is_a_problem_not_a_crash() -> None:
         def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
             return None  # type: ignore[return-value]
 
+    class Odd(Window):
+        @classmethod
+        def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
+            return [Problem(Unprintable(), "odd")]  # type: ignore[arg-type]
+
     assert service_problems(Raising) == ["check_options failed: RuntimeError('rule bug')"]
+    assert service_problems(Odd) == ["<unprintable Unprintable>: odd"]
     assert service_problems(Malformed) == [
         "check_options failed: TypeError('check_options must return a list of Problem (got None)')"
     ]

@@ -1,19 +1,22 @@
 """Rules spanning options (``check_options``), judged as far as the valid options allow.
 
 A class's rules live in its ``check_options`` classmethod, which calls ``super()`` so that
-its bases' rules run too. With every option valid the chain is called once, as written.
-With some option invalid, each class's own ``check_options`` in the chain is judged on its
-own: skipped if *it* reads an invalid option (its verdict would mislead), kept otherwise,
-whatever its bases read. To tell a class's problems from its bases', the chain is called
-from that class with a view of the values where
+its bases' rules run too. With every option valid, the chain is called once, as written.
 
-- the judged class reading an invalid option raises a private signal (its rule is skipped);
-- a base reached through ``super()`` reading one sees the option's default (or no value);
+With some option invalid, each class's own ``check_options`` is judged on its own: skipped
+if *it* reads an invalid option (its verdict would mislead), kept otherwise, whatever its
+bases read. For that, the chain is called starting at each class in turn, through a view of
+the values in which:
 
-and the bases' part, computed alone through the same view, is taken out of the result.
-Rules must therefore be plain functions of the class and the values (they may run more than
-once). A chain whose classes cannot be told apart (two sharing one function) keeps the old
-way: its rules run only once every option is valid.
+- the class being judged reading an invalid option raises a private signal: it is skipped;
+- a base it reaches through ``super()`` reading one sees the option's default (or nothing);
+
+and the bases' share of the result, computed alone through the same view, is taken out. So
+rules must be plain functions of the class and the values (they may run more than once). A
+rule that raises on such partial values is skipped too; it is judged once the other problems
+are fixed. An override that does not call ``check_options`` ends the chain, as it does when
+every option is valid. A chain whose classes cannot be told apart (two sharing one function)
+is judged only once every option is valid.
 """
 
 from __future__ import annotations

@@ -266,6 +266,11 @@ def number_problem(spec: OptionSpec, number: float, given: Any) -> Problem | Non
         bound = getattr(spec, attr)
         if bound is not None and not holds(number, bound):
             return _refused(spec, f"must be {op} {bound:g}", given)
+    return _limit_problem(spec, number, given)
+
+
+def _limit_problem(spec: OptionSpec, number: float, given: Any) -> Problem | None:
+    """The default limits, on each side the declaration leaves unbounded."""
     limit, why = (
         (MAX_FLOAT, "half of threading.TIMEOUT_MAX, so two waits added still fit the clock")
         if isinstance(number, float)
