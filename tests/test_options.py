@@ -343,9 +343,6 @@ def test_a_failing_or_malformed_rule_is_a_problem_not_a_crash() -> None:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="Service.__init__ must call validate_service_options (lead, service.py)"
-)
 def test_the_constructor_reports_every_problem_at_once() -> None:
     with pytest.raises(ConfigError) as info:
         KeepAlive(colour="red", interval=0, url="ftp://x")

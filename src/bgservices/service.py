@@ -27,9 +27,10 @@ import structlog
 
 from . import state as _state
 from ._logging import LEVELS, emit, service_logger
+from ._saferepr import type_name
 from .backoff import Backoff
 from .errors import ConfigError, DoNotRestart, Problem
-from .options import option, validate_options
+from .options import option, validate_service_options
 from .state import TRANSITIONS, LifecycleEvent, ServiceState
 
 __all__ = ["Service"]
@@ -70,11 +71,12 @@ def snake_case(name: str) -> str:
 
 
 def safe_repr(value: object) -> str:
-    """``repr(value)``, or a placeholder naming the error if its ``__repr__`` raises."""
+    """The whole ``repr(value)`` (for events, unlike config errors' short one); a
+    placeholder naming its type if ``__repr__`` raises."""
     try:
         return repr(value)
-    except Exception as exc:
-        return f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
+    except Exception:
+        return f"<unprintable {type_name(value)}>"
 
 
 class Service:
@@ -118,9 +120,7 @@ class Service:
         _refuse_shadowing_options(cls)
 
     def __init__(self, **options: Any) -> None:
-        values, problems = validate_options(type(self), options)
-        if not problems:  # cross-option rules need every option valid, or they mislead
-            problems = type(self).check_options(values)
+        values, problems = validate_service_options(type(self), options)
         if problems:
             raise ConfigError(problems)
         for key, value in values.items():
@@ -167,10 +167,10 @@ class Service:
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
         """Rules that span several options; return a problem for each broken one.
 
-        Runs only once every option passed its own check; *values* has the defaults filled in.
-
-        Override (calling ``super()``) to add your own; the dict config runs it too, before
-        anything is constructed.
+        Runs whenever the options it reads are valid (*values* has the defaults filled in),
+        so every problem is reported at once; it may be called more than once, so keep it a
+        plain function of *values*. Override (calling ``super()``) to add your own; the dict
+        config runs it too, before anything is constructed.
         """
         if values.get("daemon") is True and not cls.daemon_safe:
             return [

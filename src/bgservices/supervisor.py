@@ -415,6 +415,9 @@ class Supervisor:
         for the stop it began).
         """
         timeout = self.shutdown_timeout if timeout is None else timeout
+        if not timeout >= 0:  # NaN or negative: a caller's mistake, not a wait
+            raise ValueError(f"stop(timeout=...) must be >= 0, got {timeout!r}")
+        timeout = min(timeout, threading.TIMEOUT_MAX / 4)  # the clock's own limit, with room
         me = threading.current_thread()
         with self._lock:
             phase = self._phase
