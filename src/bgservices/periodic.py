@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -105,12 +104,12 @@ class PeriodicService(Service):
     def run(self) -> None:
         self.consecutive_errors = 0
         schedule = self._schedule = Schedule(
-            self.schedule, self.interval, time.monotonic() + self.initial_delay, self.jitter
+            self.schedule, self.interval, self._clock.monotonic() + self.initial_delay, self.jitter
         )
         self._next_at = schedule.first()
         while not self._wait_until(self._next_at):
             self._tick_once()
-            self._next_at = schedule.after(time.monotonic())
+            self._next_at = schedule.after(self._clock.monotonic())
 
     def summary(self) -> str:
         return f"ticks={self.ticks} errors={self.errors}"
@@ -127,7 +126,7 @@ class PeriodicService(Service):
             "last_tick_at": iso_time(self.last_tick_at),
             "last_tick_duration": self.last_tick_duration,
             "next_tick_in": (
-                round(max(0.0, next_at - time.monotonic()), 3)
+                round(max(0.0, next_at - self._clock.monotonic()), 3)
                 if next_at is not None and self.state == "running"
                 else None
             ),
@@ -136,14 +135,14 @@ class PeriodicService(Service):
     def _wait_until(self, deadline: float) -> bool:
         """Sleep on the stop event until *deadline*; True if a stop was requested."""
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return self.stopping
             if self.wait(remaining):
                 return True
 
     def _tick_once(self) -> None:
-        begun = time.monotonic()
+        begun = self._clock.monotonic()
         try:
             self.tick()
         except DoNotRestart:
@@ -159,9 +158,9 @@ class PeriodicService(Service):
         else:
             self.consecutive_errors = 0
         finally:
-            duration = time.monotonic() - begun
+            duration = self._clock.monotonic() - begun
             self.ticks += 1
-            self.last_tick_at = time.time()
+            self.last_tick_at = self._clock.time()
             self.last_tick_duration = round(duration, 6)
             if duration > self.interval:
                 self.overruns += 1

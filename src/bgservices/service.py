@@ -21,11 +21,12 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, dataclass_transform
 
 import structlog
 
 from . import state as _state
+from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit, service_logger
 from ._saferepr import type_name
 from .backoff import Backoff
@@ -79,10 +80,12 @@ def safe_repr(value: object) -> str:
         return f"<unprintable {type_name(value)}>"
 
 
+@dataclass_transform(kw_only_default=True, field_specifiers=(option,))
 class Service:
     """A unit of background work with a life cycle the supervisor manages.
 
-    Subclass it, declare options as annotated class attributes, and implement ``run()``
+    Subclass it, declare options as annotated class attributes (type checkers see each one
+    as a typed keyword of the constructor), and implement ``run()``
     (which must return soon after a stop is requested: use ``self.wait()`` or check
     ``self.stopping``). Set ``daemon_safe = True`` only if the work may be cut off at any
     instruction at interpreter exit without losing anything that matters.
@@ -144,6 +147,7 @@ class Service:
         self._thread: threading.Thread | None = None
         self._owner: _Owner | None = None
         self._backoff = Backoff()
+        self._clock: Clock = REAL_CLOCK
         self._pid = os.getpid()
         self._restart_times: list[float] = []
         self._started_at: float | None = None
@@ -245,7 +249,7 @@ class Service:
     def wait(self, seconds: float) -> bool:
         """Sleep up to *seconds*; return True at once if a stop is requested."""
         with self._cond:
-            return self._cond.wait_for(lambda: self._stop_requested, max(0.0, seconds))
+            return self._clock.wait_for(self._cond, lambda: self._stop_requested, max(0.0, seconds))
 
     @property
     def state(self) -> ServiceState:
@@ -299,7 +303,7 @@ class Service:
             "crashes": self.crashes,
             "last_error": self.last_error,
             "started_at": iso_time(self._started_at),
-            "uptime": round(time.monotonic() - since, 3) if since is not None else None,
+            "uptime": round(self._clock.monotonic() - since, 3) if since is not None else None,
         }
 
     def __repr__(self) -> str:
@@ -317,12 +321,12 @@ class Service:
                 )
             self._owner = owner
 
-    def _prepare_launch(self, backoff: Backoff) -> None:
+    def _prepare_launch(self, backoff: Backoff, clock: Clock = REAL_CLOCK) -> None:
         """Fresh per-run state before a launch (user code: called without the owner's lock)."""
         with self._cond:
             if not self._exited:
                 raise RuntimeError(f"service {self.name!r} is still running")
-        self._backoff = backoff
+        self._backoff, self._clock = backoff, clock
         self._restart_times = []
         self._new_run()
 
@@ -505,8 +509,8 @@ class Service:
             self._crashed(exc, "setup")
             self._setup_done()
             return _Outcome.CRASHED, exc, 0.0
-        begun = self._running_since = time.monotonic()
-        self._started_at = time.time()
+        begun = self._running_since = self._clock.monotonic()
+        self._started_at = self._clock.time()
         outcome: tuple[_Outcome, BaseException | None] = (_Outcome.RETURNED, None)
         running = self._transition(_S.RUNNING, "service.running", "debug", unless_stopping=True)
         self._setup_done()
@@ -526,7 +530,7 @@ class Service:
             self._record_error(exc)
             self._emit("service.teardown_failed", "error", exc=exc)
         self._running_since = None
-        return outcome[0], outcome[1], time.monotonic() - begun
+        return outcome[0], outcome[1], self._clock.monotonic() - begun
 
     def _setup_done(self) -> None:
         """The first setup() of this launch has ended (what ``Supervisor.start()`` waits for)."""

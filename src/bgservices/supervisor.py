@@ -22,9 +22,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, overload
 
 from . import _exit
+from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._stacks import thread_stack
@@ -40,6 +41,7 @@ __all__ = ["EXIT_STRAGGLER", "Phase", "StopReport", "Supervisor", "SupervisorSet
 EXIT_STRAGGLER = 70
 
 Listener = Callable[[LifecycleEvent], Any]
+_S = TypeVar("_S", bound=Service)
 _EVENTS = logging.getLogger("bgservices.supervisor")
 _DETAILED = 10  # late services reported one by one, with their stack; the rest together
 
@@ -145,6 +147,7 @@ class Supervisor:
         failure_policy: Literal["isolate", "shutdown"] = _FAILURE_POLICY,
         stop_at_exit: bool = _STOP_AT_EXIT,
         backoff: Backoff | None = None,
+        clock: Clock | None = None,
     ) -> None:
         settings, problems = validate_options(
             SupervisorSettings,
@@ -163,6 +166,8 @@ class Supervisor:
         self.failure_policy: Literal["isolate", "shutdown"] = settings["failure_policy"]
         self.stop_at_exit: bool = settings["stop_at_exit"]
         self.backoff = backoff or Backoff()
+        #: What services read and sleep on; ``bgservices.testing.FakeClock`` in tests.
+        self.clock: Clock = clock or REAL_CLOCK
         self._services: dict[str, Service] = {}
         #: Copied on write, so that events are dispatched without a lock.
         self._listeners: tuple[Listener, ...] = ()
@@ -237,6 +242,24 @@ class Supervisor:
             return self._services[name]
         except KeyError:
             raise KeyError(f"no service named {name!r}") from None
+
+    @overload
+    def get(self, name: str) -> Service: ...
+
+    @overload
+    def get(self, name: str, kind: type[_S]) -> _S: ...
+
+    def get(self, name: str, kind: type[Service] = Service) -> Service:
+        """The service called *name*, typed as *kind*: ``sup.get("warm", CacheWarmer)``.
+
+        ``KeyError`` if there is none; ``TypeError`` if it is not a *kind*.
+        """
+        service = self[name]
+        if not isinstance(service, kind):
+            raise TypeError(
+                f"service {name!r} is a {type(service).__qualname__}, not a {kind.__qualname__}"
+            )
+        return service
 
     def __iter__(self) -> Iterator[Service]:
         return iter(list(self._services.values()))
@@ -376,7 +399,7 @@ class Supervisor:
         if service.state.active:
             return False  # already launched (by add() or restart() while starting)
         try:
-            service._prepare_launch(self.backoff)
+            service._prepare_launch(self.backoff, self.clock)
         except RuntimeError:
             return False  # its previous thread is still running (a straggler)
         with self._lock:  # no launch once a stop began, and never after a remove()
