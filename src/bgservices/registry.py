@@ -31,7 +31,7 @@ S = TypeVar("S", bound=type[Service])
 
 _types: dict[str, type[Service]] = {}
 _lock = threading.RLock()  # reentrant: loading a plugin may run @register
-_plugins_loaded = False
+_loaded = False
 
 
 def register(name: str) -> Callable[[S], S]:
@@ -86,10 +86,10 @@ def _load_builtin(name: str) -> None:
 
 
 def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
+    global _loaded
+    if _loaded:
         return
-    _plugins_loaded = True
+    _loaded = True
     from importlib.metadata import entry_points  # slow to import: only when types are looked up
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
