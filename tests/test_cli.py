@@ -7,17 +7,21 @@ repository root and the CLI puts the current directory on ``sys.path``, as uvico
 from __future__ import annotations
 
 import importlib.metadata
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import bgservices
+from bgservices._console import configure_logging
 
 from ._process import ROOT, App, command, user_env
 
@@ -288,12 +292,12 @@ def test_log_format_console_renders_events_for_people(tmp_path: Path) -> None:
 
 
 def test_demo_piped_prints_lines_and_removes_its_files(tmp_path: Path) -> None:
-    done = cli("demo", "--duration", "2", "--status-every", "0.5", timeout=60,
+    done = cli("demo", "--duration", "1.2", "--status-every", "0.3", timeout=60,
                TMPDIR=str(tmp_path))  # fmt: skip
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "bgservices demo: 8 services" in out and "\x1b[" not in out  # plain lines
-    assert out.count("service  type") >= 3  # a table every 0.5 s, then the last one
+    assert out.count("service  type") >= 3  # a table every 0.3 s, then the last one
     assert "health=up" in out and "runs=" in out and "rss=" in out and "accepted=" in out
     summary = out[out.index("Shutdown after") :]
     assert "critical  logs" in summary and "drained and flushed" in summary
@@ -328,7 +332,7 @@ def test_demo_on_a_terminal_redraws_the_status_in_place() -> None:
     main_fd, child_fd = pty.openpty()
     fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
     proc = subprocess.Popen(
-        [BGSERVICES, "demo", "--duration", "2", "--status-every", "0.25"],
+        [BGSERVICES, "demo", "--duration", "1.5", "--status-every", "0.25"],
         stdin=subprocess.DEVNULL, stdout=child_fd, stderr=child_fd, env=user_env(), cwd=ROOT,
     )  # fmt: skip
     os.close(child_fd)
@@ -358,8 +362,79 @@ def test_demo_on_a_terminal_redraws_the_status_in_place() -> None:
     rows = 1 + 8  # the header and eight services
     lift = f"\x1b[{rows}A\x1b[J"  # cursor up over the table, clear to the end of the screen
     tables = screen.count("service  type")
-    assert tables >= 4, screen  # redrawn every 0.25 s
+    assert tables >= 3, screen  # redrawn every 0.25 s, then the last one
     # every table but the first replaced the one before it, in place
     assert screen.count(lift) == tables - 1, screen
     assert "\x1b[" in screen.split("Shutdown after")[0]  # the log is in colour on a terminal
     assert "Shutdown after" in screen
+
+
+# -- the console's renderers, for records as the library makes them ---------------------------
+
+
+@pytest.fixture
+def console_logging() -> Iterator[Callable[[str], io.StringIO]]:
+    """configure_logging into a StringIO, with the root logger and structlog restored after."""
+    import logging
+
+    import structlog
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, structlog.get_config())
+
+    def configure(fmt: str) -> io.StringIO:
+        stream = io.StringIO()
+        configure_logging("INFO", fmt, stream)  # type: ignore[arg-type]
+        return stream
+
+    yield configure
+    root.handlers[:], level, config = saved
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+def _library_record(level: int, event: str, **fields: object) -> None:
+    """A record shaped as bgservices makes them: the event and one attribute per field."""
+    import logging
+
+    message = " ".join([event, *(f"{k}={v!r}" for k, v in fields.items())])
+    logging.getLogger("bgservices.supervisor").log(level, message, extra={"event": event, **fields})
+
+
+def test_json_lines_carry_the_event_and_its_fields(console_logging: Any) -> None:
+    import logging
+
+    stream = console_logging("json")
+    _library_record(logging.INFO, "supervisor.started", services=2, elapsed=0.01)
+    _library_record(logging.DEBUG, "service.running", service="x")  # below the level
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["event"] == "supervisor.started" and record["level"] == "info"
+    assert record["services"] == 2 and record["elapsed"] == 0.01
+    assert record["logger"] == "bgservices.supervisor" and record["timestamp"].endswith("Z")
+    assert "message" not in record
+
+
+def test_the_console_shows_the_event_and_its_fields(console_logging: Any) -> None:
+    import logging
+
+    stream = console_logging("console")
+    _library_record(logging.WARNING, "memory.breach", rss_mb=600, limit_mb=512)
+    line = stream.getvalue()
+    assert "[warning  ] memory.breach" in line and "rss_mb=600" in line
+    assert "limit_mb=512" in line and "[bgservices.supervisor]" in line
+
+
+def test_an_abandoned_daemon_safe_service_is_one_plain_line(console_logging: Any) -> None:
+    import logging
+
+    stream = console_logging("json")
+    stack = 'Traceback (most recent call last):\n  File "x.py", line 1'
+    _library_record(logging.WARNING, "supervisor.abandoned", service="report", stack=stack)
+    (line,) = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["event"] == "supervisor.abandoned" and record["level"] == "info"
+    assert "stack" not in record and record["service"] == "report"
+    logging.getLogger().handlers[0].setLevel(logging.WARNING)  # as with --log-level WARNING
+    _library_record(logging.WARNING, "supervisor.abandoned", service="report", stack=stack)
+    assert len(stream.getvalue().splitlines()) == 1  # an INFO line: not shown at WARNING

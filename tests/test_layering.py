@@ -157,8 +157,12 @@ IMPORTABLE = sorted(name for name in MODULES if name != "bgservices.__main__")  
 
 def test_every_module_imports_alone_in_a_fresh_interpreter() -> None:
     runs = {
-        name: subprocess.Popen([sys.executable, "-c", f"import {name}"], stderr=subprocess.PIPE,
-                               text=True, env=user_env())  # fmt: skip
+        name: subprocess.Popen(
+            [sys.executable, "-c", f"import {name}"],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=user_env(),
+        )
         for name in IMPORTABLE
     }
     failed = {}

@@ -39,8 +39,13 @@ print(len(found), "missing:", missing)
 def test_concurrent_first_lookups_all_find_their_type() -> None:
     # Fresh interpreters, so that each first lookup really is the first; run side by side.
     runs = [
-        subprocess.Popen([sys.executable, "-c", FIRST_LOOKUPS], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=user_env())  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", FIRST_LOOKUPS],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=user_env(),
+        )
         for _ in range(6)
     ]
     for run in runs:

@@ -27,6 +27,7 @@ logconfig_dict = {
 
 def post_fork(server, worker):  # type: ignore[no-untyped-def]
     import wsgi_app
+
     from bgservices import Supervisor
 
     wsgi_app.supervisor = Supervisor([wsgi_app.RequestCounter(name="counter", directory=out_dir)])

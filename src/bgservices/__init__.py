@@ -33,6 +33,7 @@ def __getattr__(name: str) -> str:
         return found
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
+
 __all__ = [
     "EXIT_STRAGGLER",
     "Backoff",

@@ -56,10 +56,12 @@ def _plain(logger: Any, method: str, event_dict: Any) -> Any:
     return event_dict
 
 
-def _event_of(record: logging.LogRecord) -> object:
+def _event_of(record: logging.LogRecord) -> str | None:
     if isinstance(record.msg, dict):  # structlog's event dict (wrap_for_formatter)
-        return record.msg.get("event")
-    return getattr(record, "event", None)
+        event = record.msg.get("event")
+    else:
+        event = getattr(record, "event", None)
+    return event if isinstance(event, str) else None
 
 
 class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -68,7 +70,8 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     live: LiveStatus | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        level = _PLAIN_EVENTS.get(_event_of(record))  # type: ignore[arg-type]
+        event = _event_of(record)
+        level = _PLAIN_EVENTS.get(event) if event else None
         if level is not None and level < self.level:
             return False
         return bool(super().filter(record))
@@ -172,8 +175,9 @@ def render_status(services: Iterable[Service]) -> str:
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        ("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
-        .rstrip()
+        (
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        ).rstrip()
         for row in rows
     )
 
