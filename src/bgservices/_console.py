@@ -23,6 +23,7 @@ from .supervisor import Supervisor
 
 __all__ = [
     "LOG_LEVELS",
+    "ConsoleHandler",
     "LiveStatus",
     "configure_logging",
     "render_status",
@@ -64,9 +65,10 @@ def _event_of(record: logging.LogRecord) -> str | None:
     return event if isinstance(event, str) else None
 
 
-class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stderr handler that keeps a live status view intact and shows plain events plainly."""
 
+    #: Set to the status view sharing the terminal: log lines are written above it.
     live: LiveStatus | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -87,7 +89,7 @@ class _ConsoleHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def configure_logging(
     level: int | str = logging.INFO, fmt: LogFormat = "auto", stream: TextIO | None = None
-) -> logging.Handler:
+) -> ConsoleHandler:
     """Replace the root logger's handlers with one rendering every record on *stream*.
 
     Records from any library arrive here; bgservices' carry their event name as ``event``
@@ -116,7 +118,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = _ConsoleHandler(stream)
+    handler = ConsoleHandler(stream)
     handler.setLevel(level)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

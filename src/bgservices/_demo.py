@@ -170,7 +170,7 @@ def run_demo(
         print(f"bgservices demo: {len(services)} services, for {duration or 'ever'} s")
         print("Ctrl-C stops it early; a second Ctrl-C exits at once.\n", flush=True)
         live = LiveStatus(sys.stdout)
-        handler.live = live  # type: ignore[attr-defined]
+        handler.live = live
         began = time.monotonic()
         code = run_supervisor(sup, duration, status_every, live)
         elapsed = time.monotonic() - began

@@ -60,7 +60,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     handler = configure_logging(args.log_level, args.log_format)
     live = LiveStatus(sys.stdout)
-    handler.live = live  # type: ignore[attr-defined]
+    handler.live = live
     code = run_supervisor(sup, args.duration, args.status_every, live)
     live.finish(render_status(sup))
     return code
