@@ -5,18 +5,13 @@ Run it: ``python examples/from_config.py``
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-
-import structlog
 
 from bgservices import ConfigError, from_config, load_config
 
 # python puts this script's folder on sys.path, so "prices:load_prices" imports; the
 # bgservices command does the same for the current directory (and --app-dir).
 HERE = Path(__file__).parent
-
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 config = load_config(HERE / "services.toml")
 with from_config(config) as sup:

@@ -50,7 +50,7 @@ def problems(config: Any, **kwargs: Any) -> list[str]:
 
 
 def test_the_documented_example_builds_in_order_with_its_options() -> None:
-    sup = Supervisor.from_config(EXAMPLE)
+    sup = from_config(EXAMPLE)
     assert [s.name for s in sup] == ["logs", "memory", "warm", "ping", "mine"]
     logs, memory, warm, ping, mine = sup
     assert isinstance(logs, LogCollector) and logs.path == "app.log" and not logs.daemon

@@ -127,7 +127,9 @@ def test_a_hanging_teardown_is_a_straggler_with_its_stack(make_supervisor, recor
         assert "in teardown" in recorder.wait_event("supervisor.straggler").fields["stack"]
     finally:
         release.set()
-        assert slow._join(5)
+        assert slow.thread is not None
+        slow.thread.join(5)
+        assert not slow.thread.is_alive()
 
 
 def test_backoff_delays_grow_as_documented_and_burn_no_cpu(make_supervisor, recorder) -> None:

@@ -54,7 +54,7 @@ def hooks(svc: Recording) -> list[str]:
     return [h for h, _ in svc.calls]
 
 
-def test_hooks_run_in_the_service_thread_and_stop_hook_in_the_caller(make_supervisor) -> None:
+def test_hooks_run_in_the_service_thread_and_the_stop_hook_in_its_own(make_supervisor) -> None:
     svc = Recording()
     sup = make_supervisor(svc)
     sup.start()
@@ -63,7 +63,7 @@ def test_hooks_run_in_the_service_thread_and_stop_hook_in_the_caller(make_superv
     assert hooks(svc) == ["setup", "run", "on_stop_requested", "teardown"]
     threads = dict(svc.calls)
     assert threads["setup"] == threads["run"] == threads["teardown"] == "bgservices:recording"
-    assert threads["on_stop_requested"] == threading.current_thread().name
+    assert threads["on_stop_requested"] == "bgservices:recording:on-stop"  # never the stopper
     assert svc.state is ServiceState.STOPPED
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Flask, jsonify
 
-from bgservices import Supervisor, from_config
+from bgservices import from_config
 
 dictConfig(
     {
@@ -45,7 +45,7 @@ DEFAULT_SERVICES: dict[str, Any] = {
 
 def create_app(services: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    sup: Supervisor = from_config(services or DEFAULT_SERVICES)
+    sup = from_config(services or DEFAULT_SERVICES)
     sup.start()
     app.extensions["bgservices"] = sup
 

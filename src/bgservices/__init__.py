@@ -14,7 +14,7 @@ from .periodic import PeriodicService
 from .registry import register
 from .service import Service
 from .state import LifecycleEvent, ServiceState
-from .supervisor import EXIT_STRAGGLER, StopReport, Supervisor
+from .supervisor import EXIT_STRAGGLER, Phase, StopReport, Supervisor
 
 if TYPE_CHECKING:
     __version__: str
@@ -41,6 +41,7 @@ __all__ = [
     "DoNotRestart",
     "LifecycleEvent",
     "PeriodicService",
+    "Phase",
     "Problem",
     "Service",
     "ServiceState",

@@ -83,12 +83,15 @@ class PeriodicService(Service):
         None, ge=1, help="Fail the service after this many failing ticks in a row (no limit)."
     )
 
+    _instance_attributes = frozenset(
+        {"ticks", "errors", "consecutive_errors", "overruns", "last_tick_at", "last_tick_duration"}
+    )
+
     def tick(self) -> None:
         """One round of the periodic work."""
         raise NotImplementedError(f"{type(self).__name__} must implement tick()")
 
-    def _reset_runtime(self) -> None:
-        super()._reset_runtime()
+    def _new_run(self) -> None:
         self.ticks = 0
         self.errors = 0
         self.consecutive_errors = 0
@@ -97,6 +100,7 @@ class PeriodicService(Service):
         self.last_tick_duration: float | None = None
         self._schedule: Schedule | None = None
         self._next_at: float | None = None
+        super()._new_run()
 
     def run(self) -> None:
         self.consecutive_errors = 0
@@ -108,9 +112,13 @@ class PeriodicService(Service):
             self._tick_once()
             self._next_at = schedule.after(time.monotonic())
 
-    def stats(self) -> dict[str, Any]:
+    def summary(self) -> str:
+        return f"ticks={self.ticks} errors={self.errors}"
+
+    def _status_fields(self) -> dict[str, Any]:
         next_at = self._next_at
         return {
+            **super()._status_fields(),
             "ticks": self.ticks,
             "errors": self.errors,
             "consecutive_errors": self.consecutive_errors,
@@ -131,7 +139,7 @@ class PeriodicService(Service):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return self.stopping
-            if self._stop_event.wait(remaining):
+            if self.wait(remaining):
                 return True
 
     def _tick_once(self) -> None:
