@@ -13,8 +13,6 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from ._process import user_env
 
 SRC = Path(__file__).parent.parent / "src"
@@ -129,12 +127,7 @@ def test_the_graph_is_read_from_the_source() -> None:
 
 
 def test_no_import_cycles() -> None:
-    found = cycles(GRAPH)
-    if found == [["bgservices.config", "bgservices.supervisor"]]:
-        # Owned by the core rewrite (Supervisor.from_config goes, bgservices.from_config stays):
-        # reported loudly rather than hidden; any other cycle fails.
-        pytest.xfail("supervisor <-> config: Supervisor.from_config still imports config")
-    assert found == []
+    assert cycles(GRAPH) == []
 
 
 def test_the_core_imports_no_outer_layer() -> None:
