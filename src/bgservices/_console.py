@@ -139,20 +139,12 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def summary_of(service: Service, status: dict[str, Any] | None = None) -> str:
-    """The service's own ``summary()`` if it has one that says something, else tick counts."""
-    own = getattr(service, "summary", None)
-    text = ""
-    if callable(own):
-        try:
-            text = str(own())
-        except Exception as exc:
-            text = f"summary failed: {exc!r}"
-    if not text:
-        st = service.status() if status is None else status
-        if "ticks" in st:
-            text = f"ticks={st['ticks']} errors={st['errors']}"
-    return text
+def summary_of(service: Service) -> str:
+    """The service's own one-line ``summary()``; a failing one says so instead of raising."""
+    try:
+        return str(service.summary())
+    except Exception as exc:
+        return f"summary failed: {exc!r}"
 
 
 def render_status(services: Iterable[Service]) -> str:
@@ -161,7 +153,7 @@ def render_status(services: Iterable[Service]) -> str:
     for service in services:
         st = service.status()
         uptime = st.get("uptime")
-        detail = summary_of(service, st)
+        detail = summary_of(service)
         if st.get("last_error"):
             detail = f"{detail} last_error={st['last_error']['type']}".strip()
         rows.append(

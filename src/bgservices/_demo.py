@@ -124,7 +124,7 @@ class Shop(PeriodicService):
         self.writer.submit(next(self._ids), round(random.uniform(5, 500), 2))
 
     def summary(self) -> str:
-        return f"orders={self.status()['ticks']}"
+        return f"orders={self.ticks}"
 
 
 class ReportBuilder(PeriodicService):

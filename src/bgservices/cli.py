@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         p.add_argument(
             "--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO",
-            help="the lowest level shown on stderr (default: %(default)s)",
+            help="the lowest level logged, on stderr and by a log_collector (default: %(default)s)",
         )  # fmt: skip
         p.add_argument(
             "--log-format", choices=["auto", "console", "json"], default="auto",
