@@ -5,11 +5,8 @@ Run it: ``python examples/custom_service.py``
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
-
-import structlog
 
 from bgservices import ConfigError, PeriodicService, Service, Supervisor, option
 
@@ -61,8 +58,6 @@ class EchoListener(Service):
         self.server.close()
         print(f"{self.name}: socket closed, teardown done")
 
-
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 try:
     DiskWatcher(interval=-1, min_free=5)

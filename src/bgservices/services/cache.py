@@ -13,7 +13,6 @@ import cachetools
 from ..errors import Problem
 from ..options import option
 from ..periodic import PeriodicService
-from ..registry import register
 from ..service import iso_time
 
 __all__ = ["CacheBackend", "CacheWarmer", "MemoryCache"]
@@ -66,7 +65,6 @@ class MemoryCache:
         return self.get(key, _MISSING) is not _MISSING
 
 
-@register("cache_warmer")
 class CacheWarmer(PeriodicService):
     """Refreshes a cache every ``interval`` from ``loader()`` or from ``fetch(key)`` per key.
 
@@ -75,6 +73,8 @@ class CacheWarmer(PeriodicService):
     ``ttl`` (three intervals by default) so readers keep being served while a refresh runs or
     when one fails. Fetches run concurrently in up to ``max_workers`` daemon threads.
     """
+
+    type_name = "cache_warmer"
 
     daemon_safe = True
     interval = 60.0
@@ -190,6 +190,10 @@ class CacheWarmer(PeriodicService):
         for key, exc in errors:
             self._emit("cache.fetch_failed", "warning", key=repr(key), error=repr(exc))
         return results, len(errors)
+
+    def summary(self) -> str:
+        """One line for status tables: runs, keys cached, failures."""
+        return f"runs={self.runs} keys={self.keys_warmed} failures={self.failures}"
 
     def stats(self) -> dict[str, Any]:
         return {

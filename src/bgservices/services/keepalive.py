@@ -15,7 +15,6 @@ from .._redact import redact_headers, redact_text, redact_url, url_secrets
 from ..errors import Problem
 from ..options import option
 from ..periodic import PeriodicService
-from ..registry import register
 
 if TYPE_CHECKING:
     import requests
@@ -29,7 +28,6 @@ class Health(enum.StrEnum):
     DOWN = "down"
 
 
-@register("keep_alive")
 class KeepAlive(PeriodicService):
     """Pings ``url`` every ``interval`` with one ``requests.Session`` and tracks UP/DOWN.
 
@@ -40,6 +38,8 @@ class KeepAlive(PeriodicService):
     ``on_up`` (on recovery from DOWN) are called once per transition. Credentials in the URL
     and Authorization/Cookie headers never appear in logs or status.
     """
+
+    type_name = "keep_alive"
 
     daemon_safe = True
     interval = 30.0
@@ -166,6 +166,11 @@ class KeepAlive(PeriodicService):
         if self.health is Health.DOWN and self.down_backoff:
             beyond = self.consecutive_failures - self.failure_threshold
             self._skip_until = now + self.interval * (min(2**beyond, 8) - 1)
+
+    def summary(self) -> str:
+        """One line for status tables: health and the p95 latency."""
+        p95 = self.stats().get("latency_p95")
+        return f"health={self.health.value}" + (f" p95={p95 * 1000:.1f}ms" if p95 else "")
 
     def stats(self) -> dict[str, Any]:
         latencies = list(self._latencies)

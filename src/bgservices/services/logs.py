@@ -13,7 +13,6 @@ from typing import IO, Any, Literal
 
 from ..errors import Problem
 from ..options import option
-from ..registry import register
 from ..service import Service, iso_time
 
 __all__ = ["LogCollector"]
@@ -22,7 +21,6 @@ _STOP = object()  # queued by a stop request, after every record accepted before
 _BATCH = 2048
 
 
-@register("log_collector")
 class LogCollector(Service):
     """Collects stdlib and structlog records through a queue and writes them from its thread.
 
@@ -33,6 +31,8 @@ class LogCollector(Service):
     stdlib records the same way (structlog's ``ProcessorFormatter``) and writes each batch
     with one write and one flush. Start it first so that it stops last.
     """
+
+    type_name = "log_collector"
 
     path: str | None = option(None, help="File to write (size-rotated).")
     max_bytes: int = option(
@@ -169,6 +169,10 @@ class LogCollector(Service):
             size += len(line)
         stream.write("".join(chunk))
         stream.flush()
+
+    def summary(self) -> str:
+        """One line for status tables: records written and dropped."""
+        return f"written={self.written} dropped={self.dropped}"
 
     def stats(self) -> dict[str, Any]:
         return {

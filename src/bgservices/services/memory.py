@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..options import option
 from ..periodic import PeriodicService
-from ..registry import register
 from ._cgroup import CgroupMemory, find_cgroup_memory
 
 if TYPE_CHECKING:
@@ -44,7 +43,6 @@ class MemorySample:
         return asdict(self)
 
 
-@register("memory_monitor")
 class MemoryMonitor(PeriodicService):
     """Samples RSS, VMS, CPU, threads, fds and available memory with psutil every ``interval``.
 
@@ -54,6 +52,8 @@ class MemoryMonitor(PeriodicService):
     is reported once; recovery once too, when every figure is below its limit less
     ``hysteresis``, so one episode never becomes a storm of events.
     """
+
+    type_name = "memory_monitor"
 
     daemon_safe = True
     interval = 10.0
@@ -138,6 +138,12 @@ class MemoryMonitor(PeriodicService):
     def samples(self) -> list[MemorySample]:
         """The kept history, oldest first."""
         return list(self._samples)
+
+    def summary(self) -> str:
+        """One line for status tables: the latest RSS and breaches."""
+        latest = self.latest()
+        rss = f"rss={latest.rss / 2**20:.1f}MiB " if latest else ""
+        return f"{rss}breaches={self.breaches}"
 
     def stats(self) -> dict[str, Any]:
         latest = self.latest()
