@@ -16,8 +16,8 @@ class DiskWatcher(PeriodicService):
 
     daemon_safe = True
     interval = 0.05  # an inherited option's default, overridden by plain assignment
-    path: str = option("/", help="Filesystem to watch.")
-    min_free_percent: float = option(10.0, gt=0, lt=100, help="Warn below this.")
+    path: str = option(default="/", help="Filesystem to watch.")
+    min_free_percent: float = option(default=10.0, gt=0, lt=100, help="Warn below this.")
 
     def tick(self) -> None:
         import shutil
@@ -32,8 +32,8 @@ class DiskWatcher(PeriodicService):
 class EchoListener(Service):
     """Critical: it owns a socket that must be closed; blocked in accept() until stopped."""
 
-    host: str = option("127.0.0.1")
-    port: int = option(0, ge=0, le=65535)
+    host: str = option(default="127.0.0.1")
+    port: int = option(default=0, ge=0, le=65535)
 
     def setup(self) -> None:
         self.server = socket.create_server((self.host, self.port))

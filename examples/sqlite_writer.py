@@ -21,7 +21,7 @@ class SQLiteWriter(Service):
     """Critical (not daemon-safe): a row it accepted must reach the database."""
 
     path: str = option(help="Database file.")
-    flush_every: float = option(0.5, gt=0, help="Seconds between commits.")
+    flush_every: float = option(default=0.5, gt=0, help="Seconds between commits.")
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)

@@ -18,11 +18,11 @@ class Ping(PeriodicService):
     daemon_safe = True
     url: str = option(help="Where to ping.")
     tags: list[int] = []  # noqa: RUF012 (copied per instance)
-    token: str | None = option(None, secret=True)
+    token: str | None = option(default=None, secret=True)
     hook: Callable[[], Any] | None = None
-    retries: int = option(3, ge=0, le=10)
+    retries: int = option(default=3, ge=0, le=10)
     payload: dict[str, Any] | None = None
-    horizon: float = option(0.0, le=1e12, help="A declared bound replaces the clock's limit.")
+    horizon: float = option(default=0.0, le=1e12, help="A declared bound replaces the clock's limit.")
     _private: int = 0
     shared: ClassVar[int] = 1
 

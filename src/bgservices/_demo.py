@@ -64,7 +64,7 @@ class OrderWriter(Service):
     """Critical: batches accepted orders into SQLite and commits every one of them on stop."""
 
     path: str = option(help="SQLite database file.")
-    batch: int = option(50, ge=1, help="Rows per commit.")
+    batch: int = option(default=50, ge=1, help="Rows per commit.")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)

@@ -13,9 +13,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from ._options import MISSING, options_of
+from ._validate import suggest
 from .config import from_config, load_config, validate_config
 from .errors import ConfigError
-from .options import MISSING, options_of, suggest
 from .registry import registered
 
 __all__ = ["build_parser", "main", "render_types_markdown"]

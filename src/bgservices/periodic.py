@@ -68,18 +68,24 @@ class PeriodicService(Service):
     applies. Ticks never overlap: they run one after another in the service thread.
     """
 
-    interval: float = option(60.0, gt=0, help="Seconds between ticks.")
-    initial_delay: float = option(0.0, ge=0, help="Seconds before the first tick (0: at start).")
+    interval: float = option(default=60.0, gt=0, help="Seconds between ticks.")
+    initial_delay: float = option(
+        default=0.0, ge=0, help="Seconds before the first tick (0: at start)."
+    )
     jitter: float = option(
-        0.0, ge=0, help="Up to this many seconds added to each tick's time; never accumulates."
+        default=0.0,
+        ge=0,
+        help="Up to this many seconds added to each tick's time; never accumulates.",
     )
     schedule: Literal["fixed_rate", "fixed_delay"] = option(
-        "fixed_rate",
+        default="fixed_rate",
         help="fixed_rate: on a grid from the start, no drift, missed ticks skipped; "
         "fixed_delay: interval measured from the end of the previous tick.",
     )
     max_consecutive_errors: int | None = option(
-        None, ge=1, help="Fail the service after this many failing ticks in a row (no limit)."
+        default=None,
+        ge=1,
+        help="Fail the service after this many failing ticks in a row (no limit).",
     )
 
     _instance_attributes = frozenset(

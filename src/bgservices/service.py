@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Protocol, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, dataclass_transform
 
 import structlog
 
@@ -81,7 +81,12 @@ def safe_repr(value: object) -> str:
 
 
 @dataclass_transform(kw_only_default=True, field_specifiers=(option,))
-class Service:
+class _Declared:
+    """The root type checkers treat like a dataclass: below it, each option (an annotated
+    class attribute) is a typed keyword of the constructor. Nothing else lives here."""
+
+
+class Service(_Declared):
     """A unit of background work with a life cycle the supervisor manages.
 
     Subclass it, declare options as annotated class attributes (type checkers see each one
@@ -102,17 +107,21 @@ class Service:
         {"log", "restarts", "crashes", "callback_errors", "last_error"}
     )
 
-    name: str = option("", help="Unique name; the class name in snake_case by default.")
+    name: str = option(default="", help="Unique name; the class name in snake_case by default.")
     restart: Literal["on-failure", "always", "never"] = option(
-        "on-failure",
+        default="on-failure",
         help="Restart when setup/run raise (on-failure), also when run returns (always), or never.",
     )
     max_restarts: int = option(
-        5, ge=0, help="More restarts than this within restart_window mark the service FAILED."
+        default=5,
+        ge=0,
+        help="More restarts than this within restart_window mark the service FAILED.",
     )
-    restart_window: float = option(60.0, gt=0, help="Seconds over which restarts are counted.")
+    restart_window: float = option(
+        default=60.0, gt=0, help="Seconds over which restarts are counted."
+    )
     daemon: bool | None = option(
-        None,
+        default=None,
         help="Run in a daemon thread. Defaults to the class's daemon_safe; "
         "true is refused for a class that is not daemon-safe.",
     )
@@ -122,7 +131,13 @@ class Service:
         _refuse_async_hooks(cls)
         _refuse_shadowing_options(cls)
 
-    def __init__(self, **options: Any) -> None:
+    if not TYPE_CHECKING:  # type checkers synthesise the constructor from the options
+
+        def __init__(self, **options: Any) -> None:
+            self._configure(options)
+
+    def _configure(self, options: Mapping[str, Any]) -> None:
+        """Validate *options* (every problem at once), set them, and make the runtime state."""
         values, problems = validate_service_options(type(self), options)
         if problems:
             raise ConfigError(problems)

@@ -55,16 +55,17 @@ class SupervisorSettings:
     """The ``supervisor`` section: the keyword options of ``Supervisor``."""
 
     shutdown_timeout: float = option(
-        _SHUTDOWN_TIMEOUT, gt=0, help="Seconds to stop critical services."
+        default=_SHUTDOWN_TIMEOUT, gt=0, help="Seconds to stop critical services."
     )
     daemon_grace: float = option(
-        _DAEMON_GRACE, ge=0, help="Seconds daemon-safe services get at stop."
+        default=_DAEMON_GRACE, ge=0, help="Seconds daemon-safe services get at stop."
     )
     failure_policy: Literal["isolate", "shutdown"] = option(
-        _FAILURE_POLICY, help="isolate: others go on; shutdown: a FAILED service stops everything."
+        default=_FAILURE_POLICY,
+        help="isolate: others go on; shutdown: a FAILED service stops everything.",
     )
     stop_at_exit: bool = option(
-        _STOP_AT_EXIT, help="Stop gracefully when the main thread finishes."
+        default=_STOP_AT_EXIT, help="Stop gracefully when the main thread finishes."
     )
 
 
