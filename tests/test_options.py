@@ -22,7 +22,9 @@ class Ping(PeriodicService):
     hook: Callable[[], Any] | None = None
     retries: int = option(default=3, ge=0, le=10)
     payload: dict[str, Any] | None = None
-    horizon: float = option(default=0.0, le=1e12, help="A declared bound replaces the clock's limit.")
+    horizon: float = option(
+        default=0.0, le=1e12, help="A declared bound replaces the clock's limit."
+    )
     _private: int = 0
     shared: ClassVar[int] = 1
 

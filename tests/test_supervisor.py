@@ -10,6 +10,7 @@ from bgservices import (
     Backoff,
     ConfigError,
     PeriodicService,
+    Phase,
     Service,
     ServiceState,
     Supervisor,
@@ -320,3 +321,27 @@ def test_stop_at_exit_false_is_never_hooked(make_supervisor) -> None:
     sup.start()
     assert id(sup) not in _exit._started
     sup.stop()
+
+
+def test_request_stop_stops_a_started_supervisor_from_any_thread_without_blocking(
+    make_supervisor,
+) -> None:
+    svc = Idle()
+    sup = make_supervisor(svc)
+    sup.start()
+    caller = threading.Thread(target=sup.request_stop)
+    caller.start()
+    caller.join(1)
+    assert not caller.is_alive()  # it only begins the stop
+    assert sup.wait_stopped(5)
+    assert svc.state is ServiceState.STOPPED and sup.phase is Phase.STOPPED
+
+
+def test_get_returns_the_service_typed_or_says_what_it_is(make_supervisor) -> None:
+    idle = Idle()
+    sup = make_supervisor(idle)
+    assert sup.get("idle", Idle) is idle
+    with pytest.raises(TypeError, match="service 'idle' is a Idle, not a Background"):
+        sup.get("idle", Background)
+    with pytest.raises(KeyError, match="no service named 'nope'"):
+        sup.get("nope")

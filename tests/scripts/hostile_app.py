@@ -21,6 +21,15 @@ logging.basicConfig(
 )
 mode, out = sys.argv[1], Path(sys.argv[2])
 holder: dict[str, Supervisor] = {}
+
+
+def say(line: str) -> None:
+    """One line in one write: print() writes the text and the newline separately, and a log
+    line from another thread could land between them."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 child_done = threading.Event()
 
 
@@ -33,7 +42,7 @@ class Writer(Service):
 
     def teardown(self) -> None:
         if mode == "signal-during-stop":
-            print("TEARDOWN", flush=True)
+            say("TEARDOWN")
             time.sleep(1.0)  # long enough for a SIGTERM to arrive during the join
         if mode == "executor-at-exit":
             import concurrent.futures
@@ -50,7 +59,7 @@ class StopsItself(Service):
 
     def run(self) -> None:
         holder["sup"].stop()
-        print("STOPPED ITSELF", flush=True)
+        say("STOPPED ITSELF")
 
     def teardown(self) -> None:
         while True:
@@ -67,7 +76,7 @@ class Forker(Service):
         if pid == 0:
             return  # the child must end here, never restart anything
         _, status = os.waitpid(pid, 0)
-        print(f"CHILD {pid} EXIT {os.waitstatus_to_exitcode(status)}", flush=True)
+        say(f"CHILD {pid} EXIT {os.waitstatus_to_exitcode(status)}")
         child_done.set()
         while not self.wait(30):
             pass
@@ -76,7 +85,7 @@ class Forker(Service):
 def named(name: str) -> Writer:
     class Named(Writer):
         def teardown(self) -> None:
-            print(f"TEARDOWN {name}", flush=True)
+            say(f"TEARDOWN {name}")
 
     return Named(name=name)
 
@@ -85,9 +94,9 @@ if mode == "signal-during-stop":
     sup = Supervisor([Writer()], shutdown_timeout=5.0)
     sup.install_signal_handlers()
     sup.start()
-    print("READY", flush=True)
+    say("READY")
     sup.stop()
-    print("STOP RETURNED", flush=True)  # not reached: the deferred SIGTERM is raised
+    say("STOP RETURNED")  # not reached: the deferred SIGTERM is raised
 elif mode == "lock-held-by-main":
     import structlog  # its default logger: a non-reentrant lock around stdout
 
@@ -102,7 +111,7 @@ elif mode == "lock-held-by-main":
     sup.add_listener(listener)
     sup.install_signal_handlers()
     sup.start()
-    print("READY", flush=True)
+    say("READY")
     log = structlog.get_logger("app")
     while True:
         with app_lock:  # where the signal finds the main thread, nearly always
@@ -120,7 +129,7 @@ elif mode == "start-in-atexit":
         try:
             Supervisor([Writer()]).start()
         except RuntimeError as exc:
-            print(f"REFUSED {exc}", flush=True)
+            say(f"REFUSED {exc}")
 
     atexit.register(late_start)
 elif mode == "start-from-daemon-after-main":
@@ -130,7 +139,7 @@ elif mode == "start-from-daemon-after-main":
         try:
             Supervisor([Writer()]).start()
         except RuntimeError as exc:
-            print(f"REFUSED {exc}", flush=True)
+            say(f"REFUSED {exc}")
         done.set()
 
     done = threading.Event()
@@ -149,7 +158,7 @@ elif mode == "stop-then-return":
     sup = Supervisor([Writer(), Stubborn()], shutdown_timeout=1.0)
     sup.start()
     report = sup.stop()
-    print(f"STRAGGLERS {list(report.stragglers)}", flush=True)
+    say(f"STRAGGLERS {list(report.stragglers)}")
 elif mode == "fork-in-run":
     import warnings
 
@@ -170,8 +179,8 @@ elif mode == "no-threads":
     resource.setrlimit(resource.RLIMIT_AS, (used + 256 * 1024 * 1024, hard))
     sup.start()  # neither thread can be started
     states = {s.name: (s.state.value, (s.last_error or {}).get("message")) for s in sup}
-    print(f"STATES {states}", flush=True)
+    say(f"STATES {states}")
     report = sup.stop()
-    print(f"STOPPED clean={report.clean}", flush=True)
+    say(f"STOPPED clean={report.clean}")
 else:
     raise SystemExit(f"unknown mode {mode}")
