@@ -654,11 +654,9 @@ class Supervisor:
             if not any(not s.daemon and not s._exited for s in self):
                 _exit.untrack(self)  # the last critical service still running has finished
             return
-        if (
-            service.state is ServiceState.FAILED
-            and self.failure_policy == "shutdown"
-            and phase in (Phase.STARTING, Phase.RUNNING)
-        ):
+        if phase not in (Phase.STARTING, Phase.RUNNING):
+            return  # a stop is under way: it waits for this service itself
+        if service.state is ServiceState.FAILED and self.failure_policy == "shutdown":
             self._failure_shutdown = True
             self._emit("supervisor.failure_shutdown", "error", service=service.name)
             self.request_stop()
