@@ -238,7 +238,7 @@ def test_the_fast_path_writes_exactly_what_the_general_path_does() -> None:
             record = logging.LogRecord(f"app.m{n}", level, __file__, 1, message, args, None)
             record.created = times[n % len(times)] + n
             item = capture(record)
-            assert item.attrs is None  # a plain record: the fast path applies
+            assert item[2] is None  # a plain record: the fast path applies
             fast, general = renderer.render(item), renderer.render_general(item)
             assert fast == general and fast.endswith(b"\n") and fast.count(b"\n") == 1
             _strict(fast.decode())
