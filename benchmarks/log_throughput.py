@@ -143,7 +143,9 @@ def lost_at_exit(kind: str, per_thread: int) -> int:
     return THREADS * per_thread - written
 
 
-def _rates(runs: dict[str, Callable[[Path, int], float]], per_thread: int, repeats: int) -> dict[str, float]:
+def _rates(
+    runs: dict[str, Callable[[Path, int], float]], per_thread: int, repeats: int
+) -> dict[str, float]:
     """Records/s of each setup, best of *repeats*, the setups taking turns (so load is shared)."""
     best = dict.fromkeys(runs, float("inf"))
     for _ in range(repeats):

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +222,9 @@ def test_arguments_are_captured_as_they_were_at_the_call(make_supervisor, gate) 
         basket.append("pear")
         gate.opened.set()
     assert [(r["event"], r.get("basket")) for r in gate.records()] == [
-        ("first", None), ("basket ['apple']", None), ("extra", ["apple", "pear"]),
+        ("first", None),
+        ("basket ['apple']", None),
+        ("extra", ["apple", "pear"]),
     ]  # fmt: skip (the message is frozen at the call; an extra object is the caller's own)
 
 
@@ -313,12 +315,11 @@ def test_several_processes_share_one_rotating_file(tmp_path: Path) -> None:
     """Real processes log into one path concurrently, rotating it: every line arrives whole."""
     path = tmp_path / "shared.log"
     procs, threads, count = 4, 2, 1500
+    argv = [sys.executable, str(SCRIPTS / "shared_log_writer.py"), str(path), str(threads)]
     children = [
         subprocess.Popen(
-            [sys.executable, str(SCRIPTS / "shared_log_writer.py"), str(path), str(threads),
-             str(count)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
+            [*argv, str(count)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(procs)
     ]
     try:

@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import msgspec
 
@@ -40,12 +40,9 @@ class Unrenderable:
         self.error = error
 
 
-class Captured(NamedTuple):
-    """What the writer needs of a record: the record, its message and extras as at the call."""
-
-    record: logging.LogRecord
-    message: str | dict[str, Any] | Unrenderable
-    attrs: dict[str, Any] | None  # a copy of ``record.__dict__`` when it has extra fields
+#: What the writer needs of a record: the record, its message as at the call, and a copy of
+#: its ``__dict__`` when it has extra fields (else None).
+Captured = tuple[logging.LogRecord, str | dict[str, Any] | Unrenderable, dict[str, Any] | None]
 
 
 def has_extras(record: logging.LogRecord) -> bool:
@@ -73,14 +70,14 @@ def capture(record: logging.LogRecord) -> Captured:
     except Exception as exc:
         message = Unrenderable(exc)
     attrs = record.__dict__.copy() if len(record.__dict__) != _PLAIN_SIZE else None
-    return (record, message, attrs)  # type: ignore[return-value] (a NamedTuple is slower)
+    return (record, message, attrs)
 
 
 def safe_repr(value: object) -> str:
     """``repr(value)``, or a description of the value if its ``repr`` raises."""
     try:
         return repr(value)
-    except BaseException as exc:  # noqa: BLE001 (a hostile __repr__ may raise anything)
+    except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         return f"<{type(value).__qualname__} object; repr failed: {type(exc).__qualname__}>"
