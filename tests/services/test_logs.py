@@ -239,9 +239,9 @@ def test_the_fast_path_writes_exactly_what_the_general_path_does() -> None:
             args: tuple[Any, ...] = (n,) if "%d" in message else ()
             record = logging.LogRecord(f"app.m{n}", level, __file__, 1, message, args, None)
             record.created = times[n % len(times)] + n
-            item = capture(record)
-            assert item[2] is None  # a plain record: the fast path applies
-            fast, general = renderer.render(item), renderer.render_general(item)
+            fast = renderer.accept(record)
+            assert type(fast) is bytes  # a plain record: rendered on the fast path at once
+            general = renderer.render_general(capture(record))
             assert fast == general and fast.endswith(b"\n") and fast.count(b"\n") == 1
             _strict(fast.decode())
             compared += 1

@@ -122,8 +122,33 @@ class Renderer:
 
             self._console = structlog.dev.ConsoleRenderer(colors=False)
 
-    def render(self, item: Captured) -> bytes:
+    def accept(self, record: logging.LogRecord) -> bytes | Captured:
+        """In the logging thread: a plain record's finished line, else what :func:`capture` keeps.
+
+        A plain record is rendered at once: it costs the caller about what formatting the
+        message costs a stdlib ``QueueHandler``, and what waits in the queue is then a small
+        bytes object instead of the record, which keeps the garbage collector's work (and the
+        memory a backlog holds) flat.
+        """
+        msg = record.msg
+        if (
+            type(msg) is str
+            and len(record.__dict__) == _PLAIN_SIZE
+            and record.exc_info is None
+            and record.stack_info is None
+            and self._console is None
+        ):
+            args = record.args
+            try:
+                return self._plain(record, msg % args if args else msg)
+            except Exception:
+                pass  # the general path says what went wrong
+        return capture(record)
+
+    def render(self, item: bytes | Captured) -> bytes:
         """One line for *item*; a placeholder line if it cannot be rendered."""
+        if isinstance(item, bytes):
+            return item
         record, message, attrs = item
         try:
             if (

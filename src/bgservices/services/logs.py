@@ -16,7 +16,7 @@ from ..options import option
 from ..registry import register
 from ..service import Service
 from ._logfile import SharedLogFile
-from ._logrender import Captured, Renderer, capture
+from ._logrender import Captured, Renderer
 
 __all__ = ["LogCollector"]
 
@@ -67,10 +67,14 @@ class LogCollector(Service):
         previous: _Intake | None = getattr(self, "_intake", None)
         if previous is not None:  # a new launch, or a forked child: the old one must go quiet
             previous.close()
-        self._intake = _Intake(
-            getattr(logging, self.level), self.max_queue, self.on_full == "drop", self.loggers
-        )
         self._renderer = Renderer(self.format)
+        self._intake = _Intake(
+            self._renderer,
+            getattr(logging, self.level),
+            self.max_queue,
+            self.on_full == "drop",
+            self.loggers,
+        )
         self._file: SharedLogFile | None = None
         self.written = 0
 
@@ -149,12 +153,15 @@ class _Intake(logging.Handler):
     It takes no lock on the common path (the queue is thread-safe), bounds the queue with a
     size check rather than a per-record semaphore, and skips a record it has just accepted
     on this thread, which is what a record logged below two collected loggers (one the
-    other's ancestor) looks like. In a forked child it is closed and detached at once: the
+    other's ancestor) looks like. A plain record is queued as its finished line. In a forked child it is closed and detached at once: the
     child has no writer thread, so it must neither block nor queue the parent's records.
     """
 
-    def __init__(self, level: int, max_queue: int, drop: bool, names: list[str]) -> None:
+    def __init__(
+        self, renderer: Renderer, level: int, max_queue: int, drop: bool, names: list[str]
+    ) -> None:
         super().__init__(level)
+        self._prepare = renderer.accept
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.dropped = 0
         self._max_queue, self._drop = max_queue, drop
@@ -190,7 +197,7 @@ class _Intake(logging.Handler):
         self.accept(record)
 
     def accept(self, record: logging.LogRecord) -> None:
-        item = capture(record)
+        item = self._prepare(record)
         if self._max_queue and self.queue.qsize() >= self._max_queue and not self._wait():
             with self._room:
                 self.dropped += 1
@@ -229,7 +236,7 @@ class _Intake(logging.Handler):
         for logger in loggers:
             logger.removeHandler(self)
 
-    def drain(self) -> list[Captured]:
+    def drain(self) -> list[bytes | Captured]:
         items = []
         try:
             while True:
