@@ -153,8 +153,9 @@ class _Intake(logging.Handler):
     It takes no lock on the common path (the queue is thread-safe), bounds the queue with a
     size check rather than a per-record semaphore, and skips a record it has just accepted
     on this thread, which is what a record logged below two collected loggers (one the
-    other's ancestor) looks like. A plain record is queued as its finished line. In a forked child it is closed and detached at once: the
-    child has no writer thread, so it must neither block nor queue the parent's records.
+    other's ancestor) looks like. A plain record is queued as its finished line. In a forked
+    child it is closed and detached at once: the child has no writer thread, so it must
+    neither block nor queue the parent's records.
     """
 
     def __init__(
