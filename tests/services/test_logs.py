@@ -8,6 +8,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -390,3 +392,39 @@ def test_a_sink_is_required_and_the_collector_stops_last() -> None:
         LogCollector()
     assert LogCollector(path="x.log").daemon is False
     assert LogCollector.stop_last is True
+
+
+def test_gunicorn_workers_share_one_rotating_log(tmp_path: Path, unused_port: int) -> None:
+    """Real gunicorn workers, each with its own collector on one path: every line arrives."""
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    path = tmp_path / "served.log"
+    env = {**os.environ, "BIND": f"127.0.0.1:{unused_port}", "LOG_PATH": str(path)}
+    app = App(
+        [str(gunicorn), "-c", str(SCRIPTS / "log_workers.py"), "--chdir", str(SCRIPTS),
+         "log_workers:app"],
+        env=env,
+    )  # fmt: skip
+    requests, per_request = 24, 300
+    try:
+        app.wait_lines("collecting", count=3, timeout=30, stderr=True)
+
+        def ask(request: int) -> str:
+            url = f"http://127.0.0.1:{unused_port}/{per_request}?{request}"
+            with urllib.request.urlopen(url, timeout=20) as answer:
+                return str(answer.read().decode().strip())
+
+        with ThreadPoolExecutor(8) as pool:
+            served_by = set(pool.map(ask, range(requests)))
+    finally:
+        app.proc.send_signal(signal.SIGTERM)
+        code, _, err = app.finish(timeout=30)
+    assert code == 0, err
+    files = [p for p in tmp_path.glob("served.log*") if not p.name.endswith(".lock")]
+    assert len(files) > 5 and all(f.stat().st_size <= 20_000 for f in files)
+    seen: dict[tuple[int, int], int] = {}
+    for f in files:
+        for record in lines(f):
+            _, request, n, *_ = str(record["event"]).split()
+            seen[int(request), int(n)] = seen.get((int(request), int(n)), 0) + 1
+    assert len(seen) == requests * per_request and set(seen.values()) == {1}
+    assert served_by  # the workers that answered (usually several)

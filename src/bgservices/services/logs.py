@@ -173,6 +173,7 @@ class _Intake(logging.Handler):
         self._closed = False
         self._writer: int | None = None
         self._seen = threading.local() if _nested(names) else None
+        self._pid = os.getpid()
         _open_intakes.add(self)
 
     # -- producer side (any thread) -------------------------------------------------------
@@ -248,19 +249,22 @@ class _Intake(logging.Handler):
             return items
 
     def close(self) -> None:
-        """Accept nothing more and wake any blocked producer (its record is counted)."""
+        """Accept nothing more and wake any blocked producer (its record is counted).
+
+        In a forked child (either at-fork hook may come first) its lock may have been held by
+        a thread that does not exist here, and its queue holds the parent's records: both go.
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._room = threading.Condition(threading.Lock())
+            self._waiting = 0
+            self.queue = queue.SimpleQueue()
         self.detach()
         with self._room:
             self._closed = True
             self._room.notify_all()
         _open_intakes.discard(self)
         super().close()
-
-    def _after_fork_in_child(self) -> None:
-        self._room = threading.Condition(threading.Lock())
-        self._waiting = 0
-        self.queue = queue.SimpleQueue()  # the parent's records are the parent's to write
-        self.close()
 
 
 def _nested(names: list[str]) -> bool:
@@ -270,7 +274,7 @@ def _nested(names: list[str]) -> bool:
 
 def _after_fork_in_child() -> None:
     for intake in list(_open_intakes):
-        intake._after_fork_in_child()
+        intake.close()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
