@@ -10,7 +10,7 @@ import time
 import pytest
 import structlog
 
-from bgservices import ConfigError
+from bgservices import ConfigError, ServiceState
 from bgservices._redact import redact_text, redact_url, url_secrets
 from bgservices.services import Health, KeepAlive
 
@@ -133,6 +133,7 @@ class TricklingServer:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._done = threading.Event()
+        self.trickling = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -149,6 +150,7 @@ class TricklingServer:
         with conn, contextlib.suppress(OSError):
             conn.recv(65536)
             conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            self.trickling.set()
             while not self._done.wait(0.05):
                 conn.sendall(b"x")
 
@@ -174,6 +176,21 @@ def test_timeout_bounds_the_whole_probe_even_when_bytes_trickle(make_supervisor)
         server.close()
     assert ping.failures == 1 and ping.errors == 0
     assert ping.last_failure == "timed out: no complete answer within 0.3s"
+
+
+def test_a_stop_cuts_the_probe_in_flight_short(make_supervisor) -> None:
+    server = TricklingServer()
+    ping = KeepAlive(url=f"http://127.0.0.1:{server.port}/", timeout=30, interval=60)
+    try:
+        sup = make_supervisor(ping)
+        sup.start()
+        assert server.trickling.wait(10)
+        began = time.monotonic()
+        sup.stop()
+        assert ping.wait_for_state(ServiceState.STOPPED, timeout=5)
+        assert time.monotonic() - began < 3 and ping.failures == 0
+    finally:
+        server.close()
 
 
 def test_any_exception_in_a_probe_is_a_failed_probe(make_supervisor, http_server) -> None:

@@ -84,6 +84,7 @@ class KeepAlive(PeriodicService):
         # never be shared with another process (the parent's are simply dropped here).
         self._session: requests.Session | None = None
         self._session_lock = threading.Lock()
+        self._deadline: _Deadline | None = None
         self.health = Health.UNKNOWN
         self.probes = 0
         self.failures = 0
@@ -114,6 +115,12 @@ class KeepAlive(PeriodicService):
     def setup(self) -> None:
         self.session  # noqa: B018 (create it in the service thread, before the first ping)
 
+    def on_stop_requested(self) -> None:
+        """A stop cuts the probe in flight short: the connection is shut at once."""
+        deadline = self._deadline
+        if deadline is not None:
+            deadline.expire()
+
     def teardown(self) -> None:
         with self._session_lock:
             if self._session is not None:
@@ -126,6 +133,8 @@ class KeepAlive(PeriodicService):
         self.probes += 1
         began = time.perf_counter()
         error = self._probe()
+        if self.stopping:
+            return  # a probe cut short by a stop says nothing about the server
         if error is None:
             self._latencies.append(time.perf_counter() - began)
             self._succeeded()
@@ -139,11 +148,13 @@ class KeepAlive(PeriodicService):
         watchdog shuts the connection's socket, which ends even a read that a server keeps
         alive by trickling bytes. Any exception is a failed probe, never a failed tick.
         """
-        deadline = _Deadline()
+        deadline = self._deadline = _Deadline()
         timer = threading.Timer(self.timeout, deadline.expire)
         timer.name, timer.daemon = f"bgservices:{self.name}:deadline", True
         _current.deadline = deadline
         timer.start()
+        if self.stopping:
+            deadline.expire()
         try:
             response = self.session.request(
                 self.method, self.url, timeout=self.timeout, allow_redirects=False
