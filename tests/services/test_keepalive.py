@@ -246,18 +246,19 @@ def test_each_launch_gets_a_fresh_session(make_supervisor, http_server) -> None:
     assert ping.session is not first
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_does_not_share_the_parents_session(
     make_supervisor, recorder, http_server
 ) -> None:
     ping = KeepAlive(url=http_server.url, interval=3600)
     with make_supervisor(ping):
         recorder.wait_event("keepalive.up")
-        parent = id(ping.session)
+        parent = ping.session  # kept alive, so that its id cannot be reused
         read, write = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
-                os.write(write, b"fresh" if id(ping.session) != parent else b"shared")
+                os.write(write, b"fresh" if ping.session is not parent else b"shared")
             finally:
                 os._exit(0)
         os.close(write)

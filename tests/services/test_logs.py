@@ -262,6 +262,7 @@ def test_nested_loggers_write_each_record_once(make_supervisor, tmp_path: Path) 
     assert events.count("once") == 1 and events.count("twice?") == 1 and "root" in events
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_neither_blocks_nor_writes_the_parents_records(
     make_supervisor, tmp_path: Path, gate: GatedStream
 ) -> None:
