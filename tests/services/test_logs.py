@@ -429,3 +429,27 @@ def test_gunicorn_workers_share_one_rotating_log(tmp_path: Path, unused_port: in
             seen[int(request), int(n)] = seen.get((int(request), int(n)), 0) + 1
     assert len(seen) == requests * per_request and set(seen.values()) == {1}
     assert served_by  # the workers that answered (usually several)
+
+
+def test_a_producer_blocked_when_the_stop_begins_is_released_and_kept(
+    make_supervisor, gate: GatedStream
+) -> None:
+    collector = LogCollector(stream="stdout", max_queue=2, loggers=["released"])
+    logger = _logger("released")
+    with gate, make_supervisor(collector) as sup:
+        logger.info("held")
+        assert gate.entered.wait(5)
+        logger.info("queued 0")
+        logger.info("queued 1")
+        released = threading.Event()
+        producer = threading.Thread(target=lambda: (logger.info("blocked"), released.set()))
+        producer.start()
+        assert not released.wait(0.1)  # the queue is full and the writer is held
+        stopper = threading.Thread(target=sup.stop)
+        stopper.start()
+        assert released.wait(5)  # the stop detached the handler: the producer went on
+        gate.opened.set()
+        stopper.join(10)
+        producer.join(5)
+    events = [r["event"] for r in gate.records()]
+    assert events == ["held", "queued 0", "queued 1", "blocked"] and collector.dropped == 0

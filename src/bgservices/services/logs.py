@@ -212,8 +212,8 @@ class _Intake(logging.Handler):
             return False  # the writer's own records never wait for the writer
         with self._room:
             self._waiting += 1
-            try:
-                while self.queue.qsize() >= self._max_queue and not self._closed:
+            try:  # detached (a stop began, or the writer crashed): over the bound, not stuck
+                while self.queue.qsize() >= self._max_queue and self._loggers and not self._closed:
                     self._room.wait()
             finally:
                 self._waiting -= 1
@@ -237,6 +237,9 @@ class _Intake(logging.Handler):
         loggers, self._loggers = self._loggers, []
         for logger in loggers:
             logger.removeHandler(self)
+        if loggers and self._waiting:
+            with self._room:
+                self._room.notify_all()
 
     def drain(self) -> list[bytes | Captured]:
         items = []
