@@ -1,11 +1,11 @@
-"""Turn a captured log record into one line: JSON or console, never a broken or missing one.
+"""Turn a log record into one line: JSON or console, never a broken or missing one.
 
-The producer's thread captures what can change after the call (:func:`capture`); the writer's
-thread renders (:class:`Renderer`). A plain record (a string message, no exception, stack or
-extra fields) takes a fast path that builds its JSON line from four fields; every other record
-goes through :meth:`Renderer.event_dict`, whose output for a plain record is the same dict, so
-both paths write identical lines. A record that cannot be rendered at all becomes a placeholder
-line naming the error, in the collector's format.
+In the logging thread, :meth:`Renderer.accept` renders a plain record (a string message, no
+exception, stack or extra fields) at once, on a fast path that builds its JSON line from
+cached pieces, and only captures any other record (:func:`capture`: what could change after the
+call). The writer's thread renders those through :meth:`Renderer.event_dict`, whose output for
+a plain record is the same dict, so both paths write identical lines. A record that cannot be
+rendered at all becomes a placeholder line naming the error, in the collector's format.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any, Literal
 
 import msgspec
 
-__all__ = ["Captured", "Renderer", "capture", "has_extras", "iso_utc", "safe_repr"]
+__all__ = ["Captured", "Renderer", "capture", "iso_utc", "safe_repr"]
 
-#: Attributes every LogRecord has on this Python (``taskName`` since 3.12), and the two a
-#: ``logging.Formatter`` adds to a record it formats: none of them is a structured field.
+#: Attributes every LogRecord has on this Python (``taskName`` since 3.12). Not fields either:
+#: the two a ``logging.Formatter`` adds to a record it formats, and ``event``, shown as such.
 _PLAIN_KEYS = frozenset(logging.makeLogRecord({}).__dict__)
 _PLAIN_SIZE = len(_PLAIN_KEYS)
 _NOT_FIELDS = _PLAIN_KEYS | {"message", "asctime", "taskName", "event"}
@@ -43,10 +43,6 @@ class Unrenderable:
 #: What the writer needs of a record: the record, its message as at the call, and a copy of
 #: its ``__dict__`` when it has extra fields (else None).
 Captured = tuple[logging.LogRecord, str | dict[str, Any] | Unrenderable, dict[str, Any] | None]
-
-
-def has_extras(record: logging.LogRecord) -> bool:
-    return len(record.__dict__) != _PLAIN_SIZE
 
 
 def capture(record: logging.LogRecord) -> Captured:
