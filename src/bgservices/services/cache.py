@@ -165,19 +165,23 @@ class CacheWarmer(PeriodicService):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            # The state is read outside our lock: the framework may call init_state (which
+            # takes our lock) while holding its own.
+            ended = self.state in _ENDED
             cond = self._ready_cond
             with cond:
-                while cond is self._ready_cond:
-                    if self._ready:
-                        return True
-                    if self.state in _ENDED or self.stopping:
-                        return False
-                    remaining = None if deadline is None else deadline - time.monotonic()
-                    if remaining is not None and remaining <= 0:
-                        return False
-                    if self._between_runs:  # the state that follows a run is not announced
-                        remaining = _RECHECK if remaining is None else min(remaining, _RECHECK)
-                    cond.wait(remaining)
+                if cond is not self._ready_cond:
+                    continue  # a new launch replaced it
+                if self._ready:
+                    return True
+                if ended or self.stopping:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                if self._between_runs:  # the state that follows a run is not announced
+                    remaining = _RECHECK if remaining is None else min(remaining, _RECHECK)
+                cond.wait(remaining)
 
     @property
     def ready(self) -> bool:
