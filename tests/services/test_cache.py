@@ -261,3 +261,12 @@ def test_wait_ready_before_start_is_woken_by_the_first_warm_up(make_supervisor) 
     with make_supervisor(warmer):
         waiter.join(10)
     assert result == [True]
+
+
+def test_a_hung_keys_callable_fails_the_run_on_time(make_supervisor, recorder, hang) -> None:
+    warmer = CacheWarmer(keys=lambda: hang.wait(30) and [], fetch=str, run_timeout=0.2)
+    with make_supervisor(warmer):
+        recorder.wait_event("cache.keys_timed_out", timeout=10)
+        recorder.wait_event("service.tick_failed", timeout=10)
+        assert warmer.last_error is not None and warmer.last_error["type"] == "TimeoutError"
+        assert warmer.status()["hung_workers"] == 1 and not warmer.ready

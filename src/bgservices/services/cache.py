@@ -21,6 +21,7 @@ from ..state import ServiceState
 __all__ = ["CacheBackend", "CacheWarmer", "MemoryCache"]
 
 _MISSING = object()
+_STOPPED: Any = object()  # what a guarded call returns when a stop came first
 _ENDED = (ServiceState.STOPPED, ServiceState.FAILED)
 #: How often ``wait_ready`` looks at the state between two runs, the one moment no one
 #: announces to it whether a restart or a failure follows.
@@ -215,16 +216,22 @@ class CacheWarmer(PeriodicService):
 
     def tick(self) -> None:
         began = time.monotonic()
+        deadline = began + self._budget()[0]
         ttl = self.ttl or 3 * self.interval
         self._hung = [t for t in self._hung if t.is_alive()]
         if self.loader is not None:
-            loaded = self._load(self.loader)
-            if loaded is None:  # stopping
+            loaded = self._guarded(self.loader, "loader", deadline)
+            if loaded is _STOPPED:
                 return
             items: Iterable[tuple[Any, Any]] = loaded.items()
             failures = 0
         else:
-            items, failures = self._fetch_all()
+            keys = self.keys
+            if callable(keys):
+                keys = self._guarded(keys, "keys", deadline)
+                if keys is _STOPPED:
+                    return
+            items, failures = self._fetch_all(list(keys or ()), deadline)
         warmed = 0
         for key, value in items:
             if self.should_cache is not None and not self.call_safely(
@@ -241,58 +248,56 @@ class CacheWarmer(PeriodicService):
         self._notify_ready(ready=True)
         self._emit("cache.warmed", keys=warmed, failures=failures, seconds=self.last_duration)
 
-    def _load(self, loader: Callable[[], Mapping[Hashable, Any]]) -> Mapping[Hashable, Any] | None:
-        """``loader()`` in a daemon thread, waited for at most ``run_timeout``.
+    def _guarded(self, function: Callable[[], Any], what: str, deadline: float) -> Any:
+        """``function()`` (the loader, or the keys callable) in a daemon thread, until *deadline*.
 
-        A loader still running past it is left to finish on its own (a thread cannot be
-        killed), reported in status as a hung worker, and no other is started until it ends.
-        None if a stop came first.
+        One still running past it is left to finish on its own (a thread cannot be killed),
+        reported in status as a hung worker, and not called again until it has returned: the
+        run fails with a ``TimeoutError``. ``_STOPPED`` if a stop came first.
         """
-        if any(t.name.endswith(":loader") for t in self._hung):
+        name = f"bgservices:{self.name}:{what}"
+        if any(t.name == name for t in self._hung):
             self.timeouts += 1
-            raise TimeoutError("the previous loader() call is still running; not starting another")
-        budget = self._budget()[0]
+            raise TimeoutError(f"the previous {what}() call is still running; not calling again")
         outcome: list[Any] = []
 
         def call() -> None:
             try:
-                result: Any = ("value", loader())
+                result: Any = ("value", function())
             except BaseException as exc:  # handed to the tick, which reports it
                 result = ("error", exc)
             with self._work:
                 outcome.append(result)
                 self._work.notify_all()
 
-        thread = threading.Thread(target=call, name=f"bgservices:{self.name}:loader", daemon=True)
+        thread = threading.Thread(target=call, name=name, daemon=True)
+        budget = max(0.0, deadline - time.monotonic())
         with self._work:
             thread.start()
             self._work.wait_for(lambda: outcome or self.stopping, budget)
             if not outcome:
                 self._hung.append(thread)
                 if self.stopping:
-                    return None
+                    return _STOPPED
                 self.timeouts += 1
-                self._emit("cache.loader_timed_out", "warning", seconds=budget)
-                raise TimeoutError(f"loader() did not return within {budget:g}s (left running)")
+                self._emit(f"cache.{what}_timed_out", "warning", seconds=round(budget, 3))
+                raise TimeoutError(f"{what}() did not return within {budget:g}s (left running)")
         kind, value = outcome[0]
         if kind == "error":
             raise value
-        result: Mapping[Hashable, Any] = value
-        return result
+        return value
 
-    def _fetch_all(self) -> tuple[list[tuple[Any, Any]], int]:
+    def _fetch_all(self, keys: list[Any], deadline: float) -> tuple[list[tuple[Any, Any]], int]:
         """Fetch every key concurrently within the run's deadline; a failing key is counted.
 
         A fetch that outlives ``fetch_timeout`` is abandoned (its thread is left to finish,
         reported as hung) and a fresh worker takes the remaining keys, so one hung key never
         stalls the rest; keys still unfetched at ``run_timeout`` fail as timed out.
         """
-        keys = list(self.keys() if callable(self.keys) else self.keys or ())
         fetch = self.fetch
         assert fetch is not None  # check_options guarantees it
         run_budget, key_budget = self._budget()
         batch = _FetchBatch(self, fetch, keys, key_budget)
-        deadline = time.monotonic() + run_budget
         with self._work:
             batch.spawn(min(self.max_workers, len(keys), self._spare_threads()))
             while batch.pending() and batch.active and not self.stopping:
