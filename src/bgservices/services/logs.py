@@ -67,6 +67,9 @@ class LogCollector(Service):
         previous: _Intake | None = getattr(self, "_intake", None)
         if previous is not None:  # a new launch, or a forked child: the old one must go quiet
             previous.close()
+        inherited: SharedLogFile | None = getattr(self, "_file", None)
+        if inherited is not None:  # only in a forked child: teardown closes it otherwise
+            inherited.close()
         self._renderer = Renderer(self.format)
         self._intake = _Intake(
             self._renderer,
