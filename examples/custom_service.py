@@ -5,11 +5,8 @@ Run it: ``python examples/custom_service.py``
 
 from __future__ import annotations
 
-import logging
 import socket
 import threading
-
-import structlog
 
 from bgservices import ConfigError, PeriodicService, Service, Supervisor, option
 
@@ -19,8 +16,8 @@ class DiskWatcher(PeriodicService):
 
     daemon_safe = True
     interval = 0.05  # an inherited option's default, overridden by plain assignment
-    path: str = option("/", help="Filesystem to watch.")
-    min_free_percent: float = option(10.0, gt=0, lt=100, help="Warn below this.")
+    path: str = option(default="/", help="Filesystem to watch.")
+    min_free_percent: float = option(default=10.0, gt=0, lt=100, help="Warn below this.")
 
     def tick(self) -> None:
         import shutil
@@ -35,8 +32,8 @@ class DiskWatcher(PeriodicService):
 class EchoListener(Service):
     """Critical: it owns a socket that must be closed; blocked in accept() until stopped."""
 
-    host: str = option("127.0.0.1")
-    port: int = option(0, ge=0, le=65535)
+    host: str = option(default="127.0.0.1")
+    port: int = option(default=0, ge=0, le=65535)
 
     def setup(self) -> None:
         self.server = socket.create_server((self.host, self.port))
@@ -61,8 +58,6 @@ class EchoListener(Service):
         self.server.close()
         print(f"{self.name}: socket closed, teardown done")
 
-
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 try:
     DiskWatcher(interval=-1, min_free=5)

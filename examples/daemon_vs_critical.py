@@ -10,10 +10,7 @@ Run it: ``python examples/daemon_vs_critical.py``
 
 from __future__ import annotations
 
-import logging
 import time
-
-import structlog
 
 from bgservices import PeriodicService, Service, Supervisor
 
@@ -42,7 +39,6 @@ class Sampler(PeriodicService):
             print("daemon    sampler: finally ran")  # never printed
 
 
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 sup = Supervisor([Flusher(), Sampler()], shutdown_timeout=2, daemon_grace=0.2)
 sup.start()
 time.sleep(0.3)  # let the sampler start its long tick

@@ -5,21 +5,16 @@ Run it: ``python examples/from_config.py``
 
 from __future__ import annotations
 
-import logging
-import sys
 from pathlib import Path
 
-import structlog
+from bgservices import ConfigError, from_config, load_config
 
-from bgservices import ConfigError, Supervisor, load_config
-
+# python puts this script's folder on sys.path, so "prices:load_prices" imports; the
+# bgservices command does the same for the current directory (and --app-dir).
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))  # so that "prices:load_prices" can be imported
-
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 config = load_config(HERE / "services.toml")
-with Supervisor.from_config(config) as sup:
+with from_config(config) as sup:
     sup["warm"].wait_ready(5)  # type: ignore[attr-defined]
     print("started:", ", ".join(f"{s.name} ({s.status()['type']})" for s in sup))
     print("apple costs", sup["warm"].cache.get("apple"))  # type: ignore[attr-defined]
@@ -31,6 +26,6 @@ broken = {
     }
 }
 try:
-    Supervisor.from_config(broken)
+    from_config(broken)
 except ConfigError as err:
     print(f"invalid configuration, nothing started:\n{err}")

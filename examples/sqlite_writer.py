@@ -7,15 +7,12 @@ commits what is left. Run it: ``python examples/sqlite_writer.py [return|exit|ra
 
 from __future__ import annotations
 
-import logging
 import queue
 import sqlite3
 import sys
 import tempfile
 import threading
 from pathlib import Path
-
-import structlog
 
 from bgservices import Service, Supervisor, option
 
@@ -24,7 +21,7 @@ class SQLiteWriter(Service):
     """Critical (not daemon-safe): a row it accepted must reach the database."""
 
     path: str = option(help="Database file.")
-    flush_every: float = option(0.5, gt=0, help="Seconds between commits.")
+    flush_every: float = option(default=0.5, gt=0, help="Seconds between commits.")
 
     def __init__(self, **options: object) -> None:
         super().__init__(**options)
@@ -57,7 +54,6 @@ class SQLiteWriter(Service):
         self.committed += len(rows)
 
 
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 mode = sys.argv[1] if len(sys.argv) > 1 else "return"
 path = sys.argv[2] if len(sys.argv) > 2 else str(Path(tempfile.mkdtemp()) / "events.db")
 writer = SQLiteWriter(path=path, flush_every=60)  # long interval: teardown does the work

@@ -1,7 +1,9 @@
-"""A child process whose output is read line by line as it comes, every wait bounded."""
+"""Child processes as a user starts them: installed commands, no PYTHONPATH, bounded waits."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -10,16 +12,42 @@ from pathlib import Path
 from typing import IO
 
 SCRIPTS = Path(__file__).parent / "scripts"
+ROOT = Path(__file__).parent.parent
+BIN = Path(sys.executable).parent  # where this environment installed its console scripts
+
+
+def command(name: str) -> str:
+    """The installed console script *name* (``bgservices``, ``gunicorn``), as a shell finds it."""
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    assert found, f"{name} is not installed in {BIN}"
+    return found
+
+
+def user_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell: this environment's scripts first, no PYTHONPATH.
+
+    The suite must see what a user sees: the CLI finding modules in the current directory
+    by itself, not because the test put them on the path.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
 
 
 class App:
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> None:
         self.proc = subprocess.Popen(
             list(argv),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=dict(env) if env is not None else None,
+            env=dict(env) if env is not None else user_env(),
+            cwd=cwd,
         )
         self._cond = threading.Condition()
         self.out: list[str] = []

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ["BGSERVICES_STRICT"] = "1"  # a disallowed state move raises, here and in subprocesses
+
 import signal
 import socket
 import threading
@@ -10,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bgservices import LifecycleEvent, Supervisor
+from bgservices import LifecycleEvent, Supervisor, state
 
 
 @pytest.fixture(autouse=True)
@@ -23,6 +27,7 @@ def hygiene() -> Iterator[None]:
     alive = [t.name for t in leftovers if t.is_alive()]
     changed = [s.name for s, h in handlers.items() if signal.getsignal(s) is not h]
     assert not alive, f"test left service threads running: {alive}"
+    assert not state.VIOLATIONS, f"disallowed state moves: {state.VIOLATIONS}"
     assert not changed, f"test left signal handlers changed: {changed}"
 
 

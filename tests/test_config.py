@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 import textwrap
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from bgservices import (
     register,
     registry,
 )
+from bgservices.config import validate_config
 from bgservices.options import options_of
 from bgservices.services import CacheWarmer, KeepAlive, LogCollector, MemoryMonitor
 
@@ -50,7 +55,7 @@ def problems(config: Any, **kwargs: Any) -> list[str]:
 
 
 def test_the_documented_example_builds_in_order_with_its_options() -> None:
-    sup = Supervisor.from_config(EXAMPLE)
+    sup = from_config(EXAMPLE)
     assert [s.name for s in sup] == ["logs", "memory", "warm", "ping", "mine"]
     logs, memory, warm, ping, mine = sup
     assert isinstance(logs, LogCollector) and logs.path == "app.log" and not logs.daemon
@@ -115,18 +120,175 @@ def test_cross_option_rules_run_before_anything_is_built() -> None:
     ]
 
 
+def test_every_problem_of_a_service_is_reported_at_once_rules_included() -> None:
+    keep_alive = {"type": "keep_alive", "colour": "red", "interval": 0, "url": "ftp://x"}
+    assert problems({"services": {"ping": keep_alive}}) == [
+        "services.ping.colour: unknown option",
+        "services.ping.interval: must be > 0 (got 0)",
+        "services.ping.url: must start with http:// or https:// (got 'ftp://x')",
+    ]
+    warmer = {"type": "cache_warmer", "loader": "nosuch.module:load"}
+    assert problems({"services": {"w": warmer}}) == [
+        "services.w.loader: cannot import 'nosuch.module:load': No module named 'nosuch'"
+    ]
+    logs = {"type": "log_collector", "max_queue": -1}
+    assert problems({"services": {"logs": logs}}) == [
+        "services.logs.max_queue: must be >= 0 (got -1)",
+        "services.logs.path: give a path, a stream, or both",
+    ]
+
+
 def test_config_can_demote_a_daemon_safe_service_but_never_promote() -> None:
     sup = from_config({"services": {"m": {"type": "memory_monitor", "daemon": False}}})
     assert sup["m"].daemon is False
 
 
-def test_version_defaults_to_one_and_sections_are_optional() -> None:
-    assert len(from_config({})) == 0
-    assert problems({"version": "1"}) == [
+NO_SERVICES = (
+    "services: no services configured: add at least one, each with a type "
+    "(a registered name or 'module:Class')"
+)
+
+
+def test_version_defaults_to_one_and_the_supervisor_section_is_optional() -> None:
+    sup = from_config({"services": {"m": {"type": "memory_monitor"}}})
+    assert [s.name for s in sup] == ["m"] and sup.shutdown_timeout == 10.0
+    assert problems({"version": "1", "services": {"m": {"type": "memory_monitor"}}}) == [
         "version: unsupported version '1' (this bgservices reads 1)"
     ]
     assert problems([]) == ["configuration must be a mapping (got list)"]
     assert problems({"services": []}) == ["services: must be a mapping (got list)"]
+
+
+@pytest.mark.parametrize("config", [{}, {"services": {}}, {"version": 1, "supervisor": {}}])
+def test_no_services_is_an_error_so_run_never_waits_doing_nothing(config: Any) -> None:
+    assert problems(config) == [NO_SERVICES]
+    assert [str(p) for p in validate_config(config)[0]] == [NO_SERVICES]  # what check says
+    assert len(Supervisor([])) == 0  # in code an empty supervisor stays allowed
+
+
+# -- values that cannot work, hostile values ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "key", "value", "message"),
+    [
+        ("supervisor", "shutdown_timeout", math.inf, "must be a finite number (got inf)"),
+        ("supervisor", "daemon_grace", math.nan, "must be a finite number (got nan)"),
+        ("supervisor", "shutdown_timeout", 1e10, "must be <= 4.61169e+09"),
+        ("service", "restart_window", 1e10, "must be <= 4.61169e+09"),
+        ("service", "interval", math.inf, "must be a finite number (got inf)"),
+        ("service", "initial_delay", 1e300, "must be <= 4.61169e+09"),
+        ("service", "jitter", math.nan, "must be a finite number (got nan)"),
+        ("service", "max_restarts", 2**64, "must be <= 9223372036854775807"),
+    ],
+)
+def test_numbers_no_clock_can_wait_for_are_refused_by_check_and_run_alike(
+    section: str, key: str, value: float, message: str
+) -> None:
+    config: dict[str, Any] = {"services": {"m": {"type": "memory_monitor"}}}
+    if section == "supervisor":
+        config["supervisor"] = {key: value}
+        where = f"supervisor.{key}"
+    else:
+        config["services"]["m"][key] = value
+        where = f"services.m.{key}"
+    (found,) = problems(config)
+    assert found.startswith(f"{where}: {message}")
+    assert [str(p) for p in validate_config(config)[0]] == [found]
+
+
+def test_self_referencing_and_deeply_nested_configuration_is_a_config_error() -> None:
+    config: dict[str, Any] = {"services": {"m": {"type": "memory_monitor"}}}
+    config["services"]["m"]["extra"] = config  # unknown, so never walked
+    config["supervisor"] = config
+    config["services"]["w"] = {"type": "cache_warmer", "keys": [1, config], "fetch": print}
+    deep: Any = 1
+    for _ in range(100):
+        deep = {"d": deep}
+    config["services"]["k"] = {"type": "keep_alive", "url": "http://x", "headers": deep}
+    assert problems(config) == [
+        "supervisor.services: unknown option",
+        "supervisor.supervisor: unknown option",
+        "services.m.extra: unknown option",
+        "services.w.keys[1].services.m.extra: contains itself (a reference cycle)",
+        "services.k.headers.d.d.d.d.d.d.d.d...: nested deeper than 32 levels",
+    ]
+
+
+def test_deeply_nested_files_are_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "deep.toml").write_text("a = " + "[" * 100_000 + "]" * 100_000)
+    for name in ("deep.json", "deep.toml"):
+        with pytest.raises(ConfigError, match="nested too deeply to read"):
+            load_config(tmp_path / name)
+    (tmp_path / "long.json").write_text('{"version": ' + "9" * 5000 + "}")
+    with pytest.raises(ConfigError, match="cannot parse: Exceeds the limit"):
+        load_config(tmp_path / "long.json")
+
+
+class Hostile:
+    """Its repr, str, equality and truth all raise."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no eq")
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("no bool")
+
+
+class HostileKey(str):
+    """A str key whose comparisons, str and repr raise (its hash works: it is a dict key)."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, HostileKey):
+            return self is other
+        raise RuntimeError("no eq")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+    __str__ = __repr__
+
+
+class BrokenMapping(Mapping[Any, Any]):
+    def __getitem__(self, key: Any) -> Any:
+        raise RuntimeError("no item")
+
+    def __iter__(self) -> Iterator[Any]:
+        raise RuntimeError("no iteration")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_hostile_keys_and_values_give_config_errors_not_crashes() -> None:
+    assert problems(
+        {
+            HostileKey("services"): {
+                HostileKey("m"): {HostileKey("type"): "memory_monitor", "interval": Hostile()},
+                Hostile(): {"type": "memory_monitor"},
+                "b": BrokenMapping(),
+            },
+            "supervisor": {"shutdown_timeout": Hostile(), 3: 1},
+        }
+    ) == [
+        "supervisor.3: keys must be strings (got int)",
+        "supervisor.shutdown_timeout: must be a number (got <unprintable Hostile>)",
+        "services.<unprintable Hostile>: keys must be strings (got Hostile)",
+        "services.m.interval: must be a number (got <unprintable Hostile>)",
+        "services.b: cannot be read: RuntimeError('no iteration')",
+    ]
+    assert problems(BrokenMapping()) == ["cannot be read: RuntimeError('no iteration')"]
 
 
 def test_allow_imports_false_refuses_every_import_path() -> None:
@@ -239,19 +401,105 @@ def test_builtins_are_registered() -> None:
 
 # -- property: nothing but ConfigError escapes, whatever the dict -----------------------------
 
-scalars = (
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
-    | st.sampled_from(["memory_monitor", "keep_alive", "cache_warmer", "log_collector",
-                       "http://127.0.0.1:1/", "a.b:C", "tests.sample_services:Heartbeat"])
-)  # fmt: skip
-values = st.recursive(
-    scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3)
-        | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=3)
-    ),
-    max_leaves=8,
-)
+_armed = False
+
+
+@contextmanager
+def armed() -> Iterator[None]:
+    """Hostile values misbehave only inside: hypothesis itself may build, compare and repr them."""
+    global _armed
+    _armed = True
+    try:
+        yield
+    finally:
+        _armed = False
+
+
+class Trap:
+    """Inside ``armed()``, its repr, str, equality and truth raise."""
+
+    def _fail(self) -> None:
+        if _armed:
+            raise RuntimeError("trap")
+
+    def __repr__(self) -> str:
+        self._fail()
+        return "Trap()"
+
+    def __str__(self) -> str:
+        self._fail()
+        return "trap"
+
+    def __eq__(self, other: object) -> bool:
+        self._fail()
+        return self is other
+
+    def __hash__(self) -> int:
+        return 7
+
+    def __bool__(self) -> bool:
+        self._fail()
+        return True
+
+
+class TrapKey(str):
+    """A str key whose equality, str and repr raise inside ``armed()``."""
+
+    __hash__ = str.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        if _armed:
+            raise RuntimeError("trap")
+        return str.__eq__(self, other)
+
+    def __repr__(self) -> str:
+        if _armed:
+            raise RuntimeError("trap")
+        return f"TrapKey({str.__repr__(self)})"
+
+    __str__ = __repr__
+
+
+class TrapMapping(Mapping[Any, Any]):
+    def __getitem__(self, key: Any) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[Any]:
+        if _armed:
+            raise RuntimeError("trap")
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@st.composite
+def knotted(draw: st.DrawFn, base: st.SearchStrategy[Any]) -> Any:
+    """A value from *base* with one of its containers made to hold another (maybe itself)."""
+    value = draw(base)
+    containers: list[Any] = []
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, (dict, list)) and all(item is not c for c in containers):
+            containers.append(item)
+            todo.extend(item.values() if isinstance(item, dict) else item)
+    if containers:
+        host, target = draw(st.sampled_from(containers)), draw(st.sampled_from(containers))
+        if isinstance(host, dict):
+            host[draw(st.sampled_from(["services", "supervisor", "interval", "x"]))] = target
+        else:
+            host.append(target)
+    return value
+
+
 option_names = sorted(
     {
         name
@@ -260,26 +508,51 @@ option_names = sorted(
     }
     | {"type", "daemon", "extra"}
 )
-service_entries = st.dictionaries(
-    st.sampled_from(option_names) | st.text(max_size=5), values, max_size=6
+scalars = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+    | st.sampled_from(["memory_monitor", "keep_alive", "cache_warmer", "log_collector",
+                       "http://127.0.0.1:1/", "a.b:C", "tests.sample_services:Heartbeat"])
+    | st.sampled_from([math.inf, -math.inf, math.nan, 1e10, threading.TIMEOUT_MAX, 2**64])
+    | st.sampled_from([400, 5000]).map(lambda digits: 10**digits)  # (not in a repr'd strategy)
+    | st.builds(Trap) | st.builds(TrapMapping) | st.integers(28, 40).map(nested)
+)  # fmt: skip
+keys = st.text(max_size=8) | st.integers() | st.builds(TrapKey, st.sampled_from(option_names))
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(keys, inner, max_size=3),
+    max_leaves=8,
 )
-configs = (
+service_entries = st.dictionaries(
+    st.sampled_from(option_names)
+    | st.text(max_size=5)
+    | st.builds(TrapKey, st.sampled_from(option_names)),
+    values,
+    max_size=6,
+)
+top_keys = st.sampled_from(["version", "supervisor", "services", "other"])
+plain_configs = (
     st.dictionaries(
-        st.sampled_from(["version", "supervisor", "services", "other"]),
+        top_keys | st.builds(TrapKey, top_keys),
         values | st.dictionaries(st.text(max_size=6), service_entries | values, max_size=4),
         max_size=4,
     )
     | values
 )
+configs = plain_configs | knotted(plain_configs)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(configs)
 def test_no_exception_but_config_error_escapes(config: Any) -> None:
-    try:
-        sup = from_config(config, allow_imports=False)
-    except ConfigError as err:
-        assert err.problems and all(str(p) for p in err.problems)
-    else:
-        assert isinstance(sup, Supervisor) and all(isinstance(s, Service) for s in sup)
-        assert all(type(s).daemon_safe or not s.daemon for s in sup)  # never less safe
+    with armed():
+        found, _, _ = validate_config(config, allow_imports=False)
+        try:
+            sup = from_config(config, allow_imports=False)
+        except ConfigError as err:
+            assert err.problems and all(str(p) for p in err.problems)
+            assert not found or list(err.problems) == found  # check and run agree
+            assert not any(p.message.startswith("cannot validate:") for p in found)  # no net
+        else:
+            assert not found
+            assert isinstance(sup, Supervisor) and all(isinstance(s, Service) for s in sup)
+            assert all(type(s).daemon_safe or not s.daemon for s in sup)  # never less safe

@@ -1,13 +1,13 @@
-"""Every example runs for real and prints what the README says it does."""
+"""Every example runs for real, as its README says (folder, command, no PYTHONPATH)."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
+import json
+import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from types import ModuleType
@@ -16,18 +16,18 @@ import pytest
 
 from bgservices import ServiceState
 
-from ._process import App
+from ._process import ROOT, App, command, user_env
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
+EMBEDDING = EXAMPLES / "embedding"
 
 
 def run_example(name: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``python examples/NAME.py`` from the repository root, as examples/README.md says."""
     return subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+        ["python", f"examples/{name}", *args],
+        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=user_env(),
+    )  # fmt: skip
 
 
 def output_of(name: str) -> list[str]:
@@ -116,7 +116,7 @@ def test_from_config() -> None:
 @pytest.mark.parametrize("mode", ["return", "exit", "raise", "signal"])
 def test_sqlite_writer_commits_every_row_on_every_exit_path(tmp_path: Path, mode: str) -> None:
     db = tmp_path / "events.db"
-    app = App([sys.executable, str(EXAMPLES / "sqlite_writer.py"), mode, str(db)])
+    app = App(["python", "examples/sqlite_writer.py", mode, str(db)], cwd=ROOT)
     app.wait_line("READY")
     if mode == "signal":
         app.proc.send_signal(signal.SIGTERM)
@@ -144,39 +144,66 @@ def test_fastapi_lifespan_starts_and_stops_the_services() -> None:
     assert [s.state for s in sup] == [ServiceState.STOPPED, ServiceState.STOPPED]
 
 
-def test_flask_factory_owns_a_supervisor() -> None:
-    module = load("flask_app.py")
-    app = module.create_app()
-    sup = app.extensions["bgservices"]
-    try:
-        assert sup.wait_running(5)
-        health = app.test_client().get("/health").get_json()
-        assert health["healthy"] is True and health["services"]["memory"]["state"] == "running"
-    finally:
-        sup.stop()
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        body: str = answer.read().decode()
+        return body
+
+
+def test_flask_logs_bgservices_events_with_its_own_and_stops_at_exit(unused_port: int) -> None:
+    # The README's command, from examples/embedding: `flask --app flask_app run`
+    app = App([command("flask"), "--app", "flask_app", "run", "--port", str(unused_port)],
+              cwd=EMBEDDING)  # fmt: skip
+    app.wait_line("Running on", stderr=True, timeout=30)
+    health = json.loads(get(f"http://127.0.0.1:{unused_port}/health"))
+    assert health["healthy"] is True and health["services"]["memory"]["state"] == "running"
+    app.proc.send_signal(signal.SIGINT)  # Ctrl-C: the exit hook stops the supervisor
+    code, out, err = app.finish(timeout=20)
+    assert code == 0, err
+    # bgservices' events in Flask's format, on Flask's stream, through its dictConfig
+    ours = [line for line in err.splitlines() if " INFO in bgservices." in line]
+    assert any("supervisor.started" in line for line in ours), err
+    assert any("supervisor.stopped" in line for line in ours), err
+    assert "supervisor." not in out
 
 
 def test_gunicorn_runs_services_per_worker_and_tears_them_down_on_sigterm(
     tmp_path: Path, unused_port: int
 ) -> None:
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    env = {**os.environ, "BIND": f"127.0.0.1:{unused_port}", "COUNTS_DIR": str(tmp_path)}
+    # The README's command, word for word, from examples/embedding
     app = App(
-        [str(gunicorn), "-c", str(EXAMPLES / "embedding" / "gunicorn.conf.py"),
-         "--chdir", str(EXAMPLES / "embedding"),
-         "wsgi_app:app"],
-        env=env,
-    )  # fmt: skip
+        [command("gunicorn"), "-c", "gunicorn.conf.py", "wsgi_app:app"],
+        env=user_env(BIND=f"127.0.0.1:{unused_port}", COUNTS_DIR=str(tmp_path)),
+        cwd=EMBEDDING,
+    )
     app.wait_lines("services running", count=2, timeout=30, stderr=True)
     workers = {line.split()[1].rstrip(":") for line in app.err if "services running" in line}
-    answers = [
-        urllib.request.urlopen(f"http://127.0.0.1:{unused_port}/", timeout=5).read().decode()
-        for _ in range(10)
-    ]
+    answers = [get(f"http://127.0.0.1:{unused_port}/") for _ in range(10)]
     assert all(a.endswith(": running\n") for a in answers)
     app.proc.send_signal(signal.SIGTERM)
-    code, _, err = app.finish(timeout=30)
+    code, out, err = app.finish(timeout=30)
     assert code == 0, err
     saved = {p.name.removeprefix("teardown-"): int(p.read_text()) for p in tmp_path.iterdir()}
     assert set(saved) == workers  # every worker's critical teardown ran
     assert sum(saved.values()) == 10  # and saved every request it served
+    # bgservices' events in gunicorn's format ("[pid] [INFO] event ..."), once per worker
+    for event in ("supervisor.started", "supervisor.stopped"):
+        pids = re.findall(rf"\[(\d+)\] \[INFO\] {event} ", err)
+        assert set(pids) == workers, err
+    assert "supervisor." not in out
+
+
+def test_uvicorn_logs_bgservices_events_with_its_own(unused_port: int) -> None:
+    pytest.importorskip("uvicorn", reason="uvicorn is not installed (pip install uvicorn)")
+    # The README's command, from examples/embedding
+    app = App([command("uvicorn"), "fastapi_app:app", "--log-config", "uvicorn_logging.json",
+               "--port", str(unused_port)], cwd=EMBEDDING)  # fmt: skip
+    app.wait_line("Uvicorn running on", stderr=True, timeout=30)
+    assert json.loads(get(f"http://127.0.0.1:{unused_port}/price/apple"))["price"] == 1.2
+    app.proc.send_signal(signal.SIGTERM)
+    code, _, err = app.finish(timeout=20)
+    assert code == -signal.SIGTERM, err  # uvicorn stops gracefully, then re-raises the signal
+    assert "Finished server process" in err
+    ours = [line for line in err.splitlines() if line.startswith("INFO:") and "bgservices." in line]
+    assert any("supervisor.started" in line for line in ours), err
+    assert any("supervisor.stopped" in line for line in ours), err

@@ -54,16 +54,11 @@ def test_critical_teardown_runs_and_exit_code_is_kept(
         assert "RuntimeError: unhandled in main" in err
 
 
-@pytest.mark.parametrize(
-    "second_at",
-    ["TEARDOWN", "supervisor.straggler"],
-    ids=["during-the-stop", "after-run-returned-with-a-straggler"],
-)
-def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path, second_at: str) -> None:
+def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path) -> None:
     app = App.script("exit_app.py", "double-sigint", str(tmp_path))
     app.wait_line("READY")
     app.proc.send_signal(signal.SIGINT)
-    app.wait_line(second_at)  # the graceful stop is stuck in a slow teardown
+    app.wait_line("TEARDOWN")  # the graceful stop is stuck in a slow teardown
     began = time.monotonic()
     app.proc.send_signal(signal.SIGINT)
     code, _, err = app.finish(timeout=2)
@@ -124,3 +119,93 @@ def test_sigkill_runs_nothing_as_documented(tmp_path: Path) -> None:
     code, _, _ = app.finish(timeout=5)
     assert code == -signal.SIGKILL
     assert not (tmp_path / "teardown").exists()  # no code runs after SIGKILL: nothing can
+
+
+# -- hostile conditions: each row failed on the first release -----------------------------------
+
+
+def hostile(mode: str, tmp_path: Path) -> App:
+    return App.script("hostile_app.py", mode, str(tmp_path))
+
+
+def test_a_sigterm_during_a_join_does_not_cut_the_critical_teardown_short(tmp_path: Path) -> None:
+    app = hostile("signal-during-stop", tmp_path)
+    app.wait_line("TEARDOWN")  # the main thread waits in stop() for a 1 s teardown
+    app.proc.send_signal(signal.SIGTERM)
+    code, out, err = app.finish(timeout=8)
+    assert (tmp_path / "teardown").read_text() == "flushed", err  # the teardown finished
+    assert code == 128 + signal.SIGTERM  # then the deferred SystemExit(143)
+    assert "STOP RETURNED" not in out
+
+
+def test_a_sigterm_while_the_main_thread_holds_a_listeners_lock_never_deadlocks(
+    tmp_path: Path,
+) -> None:
+    app = hostile("lock-held-by-main", tmp_path)
+    app.wait_line("READY")
+    app.wait_lines("busy", 20)  # the main thread logs and sleeps holding the listener's lock
+    app.proc.send_signal(signal.SIGTERM)
+    code, _, err = app.finish(timeout=8)
+    assert code == 128 + signal.SIGTERM, err
+    assert (tmp_path / "teardown").read_text() == "flushed"
+
+
+def test_a_critical_teardown_at_exit_can_use_a_thread_pool(tmp_path: Path) -> None:
+    code, _, err = hostile("executor-at-exit", tmp_path).finish(timeout=10)
+    assert code == 0, err
+    assert (tmp_path / "teardown").read_text() == "flushed [0, 1, 4, 9]"
+
+
+def test_supervisors_are_stopped_newest_first_at_exit(tmp_path: Path) -> None:
+    code, out, err = hostile("order-at-exit", tmp_path).finish(timeout=10)
+    assert code == 0, err
+    order = [line.split()[1] for line in out.splitlines() if line.startswith("TEARDOWN")]
+    assert order == [f"s{i}" for i in reversed(range(8))]
+
+
+@pytest.mark.parametrize("mode", ["start-in-atexit", "start-from-daemon-after-main"])
+def test_a_supervisor_cannot_start_while_the_interpreter_exits(tmp_path: Path, mode: str) -> None:
+    code, out, err = hostile(mode, tmp_path).finish(timeout=10)
+    assert code == 0, err
+    assert "REFUSED cannot start a supervisor while the interpreter is shutting down" in out
+
+
+def test_a_service_that_stopped_the_supervisor_then_hangs_ends_the_exit_with_70(
+    tmp_path: Path,
+) -> None:
+    app = hostile("stops-itself", tmp_path)
+    app.wait_line("STOPPED ITSELF")
+    began = time.monotonic()
+    code, out, _ = app.finish(timeout=8)
+    assert code == EXIT_STRAGGLER and time.monotonic() - began < 1.0 + 2  # one shutdown_timeout
+    assert "supervisor.exit_forced stragglers=['stops_itself']" in out
+    assert (tmp_path / "teardown").read_text() == "flushed"  # the other one stopped properly
+
+
+def test_a_straggler_already_reported_gets_no_second_deadline_at_exit(tmp_path: Path) -> None:
+    app = hostile("stop-then-return", tmp_path)
+    app.wait_line("STRAGGLERS ['stubborn']")  # stop() already waited its deadline
+    began = time.monotonic()
+    code, out, _ = app.finish(timeout=8)
+    assert code == EXIT_STRAGGLER
+    assert time.monotonic() - began < 0.9  # at once: not a second shutdown_timeout (1 s)
+    assert "supervisor.exit_forced" in out
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_inside_run_ends_there_and_restarts_nothing(tmp_path: Path) -> None:
+    app = hostile("fork-in-run", tmp_path)
+    code, out, err = app.finish(timeout=15)
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("CHILD"))
+    _, child_pid, _, status = line.split()
+    assert status == "0"
+    assert not [line for line in out.splitlines() if line.startswith(f"{child_pid} ")], out
+
+
+def test_a_service_whose_thread_cannot_start_is_failed_and_stop_still_works(tmp_path: Path) -> None:
+    code, out, err = hostile("no-threads", tmp_path).finish(timeout=15)
+    assert code == 0, err
+    assert "'a': ('failed', \"can't start new thread\")" in out
+    assert "'b': ('failed', \"can't start new thread\")" in out
+    assert "STOPPED clean=True" in out

@@ -7,13 +7,23 @@ import os
 import signal
 import stat
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from bgservices import Backoff, ConfigError, PeriodicService, Service, ServiceState, Supervisor
+from bgservices import (
+    Backoff,
+    ConfigError,
+    LifecycleEvent,
+    PeriodicService,
+    Service,
+    ServiceState,
+    StopReport,
+    Supervisor,
+)
 from bgservices.services import CacheWarmer, KeepAlive, LogCollector, MemoryMonitor
 
 from ._process import App
@@ -127,7 +137,9 @@ def test_a_hanging_teardown_is_a_straggler_with_its_stack(make_supervisor, recor
         assert "in teardown" in recorder.wait_event("supervisor.straggler").fields["stack"]
     finally:
         release.set()
-        assert slow._join(5)
+        assert slow.thread is not None
+        slow.thread.join(5)
+        assert not slow.thread.is_alive()
 
 
 def test_backoff_delays_grow_as_documented_and_burn_no_cpu(make_supervisor, recorder) -> None:
@@ -268,3 +280,247 @@ def test_options_named_like_secrets_are_never_echoed() -> None:
 def test_stop_report_of_an_unstarted_supervisor_is_empty() -> None:
     report = Supervisor([Idle()]).stop()
     assert report.clean and report.stopped == () and report.elapsed == 0.0
+
+
+# -- user code cannot stretch a stop (issue 10, class 1) ------------------------------------------
+
+
+@pytest.mark.parametrize("daemon", [False, True], ids=["critical", "daemon-safe"])
+def test_a_blocking_on_stop_requested_cannot_stretch_the_stop(
+    make_supervisor, daemon: bool
+) -> None:
+    release = threading.Event()
+
+    class Blocking(Idle):
+        daemon_safe = True  # daemon=False demotes it to critical
+
+        def on_stop_requested(self) -> None:
+            release.wait(30)
+
+    blocking = Blocking(daemon=daemon)
+    bystander = Idle(name="bystander")
+    sup = make_supervisor(bystander, blocking, daemon_grace=0.1)
+    sup.start()
+    try:
+        began = time.monotonic()
+        report = sup.stop(timeout=0.3)
+        assert time.monotonic() - began < 0.3 + 0.1 + 0.5
+        if daemon:
+            assert report.abandoned == ("blocking",) and report.clean
+        else:
+            assert report.stragglers == ("blocking",) and not report.clean
+        assert bystander.state is ServiceState.STOPPED
+    finally:
+        release.set()
+        assert blocking.thread is not None
+        blocking.thread.join(5)
+
+
+@pytest.mark.parametrize(
+    "exc", [SystemExit(3), KeyboardInterrupt(), GeneratorExit()], ids=lambda e: type(e).__name__
+)
+def test_a_listener_raising_a_base_exception_changes_nothing(
+    make_supervisor, caplog, exc: BaseException
+) -> None:
+    svc = Idle()
+    sup = make_supervisor(svc)
+
+    def hostile(event: LifecycleEvent) -> None:
+        raise exc
+
+    sup.add_listener(hostile)
+    sup.start()  # nothing escapes, whatever the listener raises on start-up events
+    assert sup.wait_running(5)
+    assert svc.thread is not None and svc.thread.is_alive()  # RUNNING means running
+    report = sup.stop()
+    assert report.clean and svc.state is ServiceState.STOPPED and not svc.thread.is_alive()
+    failures = [r for r in caplog.records if getattr(r, "event", None) == "listener.failed"]
+    assert failures and failures[0].exc_info is not None
+    assert failures[0].exc_info[0] is type(exc)
+
+
+def test_a_listener_that_stops_or_restarts_inside_an_event_cannot_stretch_the_stop(
+    make_supervisor,
+) -> None:
+    a, b = Idle(name="a"), Idle(name="b")
+    sup = make_supervisor(a, b, shutdown_timeout=5.0)
+    reports: list[StopReport] = []
+    refused: list[str] = []
+
+    def meddler(event: LifecycleEvent) -> None:
+        if event.event in ("supervisor.stopping", "service.stopping", "service.stopped"):
+            reports.append(sup.stop())  # from the stopping thread, or a service's own
+            try:
+                sup.restart("a")
+            except RuntimeError as err:
+                refused.append(str(err))
+
+    sup.add_listener(meddler)
+    sup.start()
+    began = time.monotonic()
+    report = sup.stop()
+    assert time.monotonic() - began < 1.0  # not shutdown_timeout + daemon_grace
+    assert report.clean and a.state is b.state is ServiceState.STOPPED
+    assert reports and all(r.in_progress for r in reports)
+    assert refused and all(r.startswith("cannot restart") for r in refused)
+
+
+# -- lifecycle operations are race-free (issue 10, class 3) ---------------------------------------
+
+
+class SlowSetup(Idle):
+    """setup() waits until released (or stopped), so a test can act while start() waits."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def setup(self) -> None:
+        self.entered.set()
+        while not self.release.is_set() and not self.wait(0.01):
+            pass
+
+
+@pytest.mark.parametrize("operation", ["remove", "restart"])
+def test_remove_or_restart_while_start_waits_in_a_slow_setup(
+    make_supervisor, operation: str
+) -> None:
+    slow, later = SlowSetup(name="slow"), Idle(name="later")
+    sup = make_supervisor(slow, later)
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            sup.start()
+        except BaseException as exc:
+            errors.append(exc)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    assert slow.entered.wait(5)
+    if operation == "remove":
+        assert sup.remove("slow") is slow
+    else:
+        slow.release.set()
+        sup.restart("slow")
+    starter.join(5)
+    assert not starter.is_alive() and not errors
+    assert later.wait_for_state(ServiceState.RUNNING, timeout=5)
+    if operation == "remove":
+        assert [s.name for s in sup] == ["later"] and slow.state is ServiceState.STOPPED
+    else:
+        assert slow.wait_for_state(ServiceState.RUNNING, timeout=5)
+    assert sup.stop().clean
+
+
+def test_restart_racing_stop_never_leaves_a_service_running(make_supervisor) -> None:
+    for _ in range(30):
+        services = [Idle(name=f"r{i}") for i in range(3)]
+        sup = make_supervisor(*services)
+        sup.start()
+        unexpected: list[BaseException] = []
+        go = threading.Barrier(2)
+
+        def restarter(
+            sup: Supervisor = sup,
+            go: threading.Barrier = go,
+            unexpected: list[BaseException] = unexpected,
+        ) -> None:
+            go.wait(5)
+            for name in ("r0", "r1", "r2", "r0"):
+                try:
+                    sup.restart(name)
+                except RuntimeError as err:  # defined: the supervisor began stopping
+                    if not str(err).startswith("cannot restart"):
+                        unexpected.append(err)
+                except BaseException as exc:
+                    unexpected.append(exc)
+
+        thread = threading.Thread(target=restarter)
+        thread.start()
+        go.wait(5)
+        sup.stop()
+        thread.join(10)
+        assert not thread.is_alive() and not unexpected
+        assert sup.wait_stopped(5)
+        for svc in services:  # nothing launched after the stop began, nothing left running
+            assert svc.thread is not None
+            svc.thread.join(5)
+            assert not svc.thread.is_alive() and svc.state.ended, svc
+
+
+def test_the_same_service_cannot_join_two_supervisors() -> None:
+    svc = Idle()
+    first = Supervisor([svc])
+    with pytest.raises(ValueError, match="already supervised by another Supervisor"):
+        Supervisor([svc])
+    first.remove("idle")
+    Supervisor([svc])  # free again once removed
+
+
+# -- every wait has an end (issue 10, class 4) ----------------------------------------------------
+
+
+def test_waits_return_false_at_once_when_their_target_is_unreachable(make_supervisor) -> None:
+    class NeverUp(Service):
+        restart = "never"
+
+        def setup(self) -> None:
+            raise RuntimeError("no")
+
+        def run(self) -> None:
+            pass
+
+    down, up = NeverUp(), Idle()
+    sup = make_supervisor(up, down)
+    sup.start()
+    results: list[bool] = []
+    waiter = threading.Thread(
+        target=lambda: results.extend(
+            [sup.wait_running(), down.wait_for_state(ServiceState.RUNNING)]
+        )
+    )
+    waiter.start()
+    waiter.join(5)  # no timeout given to the waits themselves
+    assert not waiter.is_alive() and results == [False, False]
+    sup.stop()
+    assert up.wait_for_state(ServiceState.RUNNING) is False  # stopped: it cannot get there
+
+
+# -- a stop cannot overrun (issue 10, class 9) ----------------------------------------------------
+
+
+def test_a_thousand_late_services_behind_a_slow_log_sink_stop_by_the_deadline(
+    make_supervisor,
+) -> None:
+    release = threading.Event()
+
+    class Sticky(Service):
+        def run(self) -> None:
+            while not release.wait(0.01):  # ignores the stop until the test releases it
+                pass
+
+    class SlowSink(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            time.sleep(0.002)  # a slow disk or a remote log shipper
+
+    services = [Sticky(name=f"sticky{i}") for i in range(1000)]
+    sup = make_supervisor(*services, daemon_grace=0.1)
+    sup.start()
+    sink, logger = SlowSink(level=logging.INFO), logging.getLogger("bgservices")
+    logger.addHandler(sink)
+    logger.setLevel(logging.INFO)
+    try:
+        began = time.monotonic()
+        report = sup.stop(timeout=0.2)
+        elapsed = time.monotonic() - began
+    finally:
+        logger.removeHandler(sink)
+        logger.setLevel(logging.NOTSET)
+        release.set()
+    assert elapsed < 0.2 + 0.1 + 0.3, elapsed  # reporting 1,000 stragglers costs ~nothing
+    assert sorted(report.stragglers) == sorted(s.name for s in services)  # each one named
+    for svc in services:
+        assert svc.thread is not None
+        svc.thread.join(10)

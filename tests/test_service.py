@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bgservices import Backoff, DoNotRestart, Service, ServiceState
+from bgservices import Backoff, DoNotRestart, PeriodicService, Service, ServiceState
 
 FAST = Backoff(initial=0.001, maximum=0.01)
 
@@ -54,7 +54,7 @@ def hooks(svc: Recording) -> list[str]:
     return [h for h, _ in svc.calls]
 
 
-def test_hooks_run_in_the_service_thread_and_stop_hook_in_the_caller(make_supervisor) -> None:
+def test_hooks_run_in_the_service_thread_and_the_stop_hook_in_its_own(make_supervisor) -> None:
     svc = Recording()
     sup = make_supervisor(svc)
     sup.start()
@@ -63,7 +63,7 @@ def test_hooks_run_in_the_service_thread_and_stop_hook_in_the_caller(make_superv
     assert hooks(svc) == ["setup", "run", "on_stop_requested", "teardown"]
     threads = dict(svc.calls)
     assert threads["setup"] == threads["run"] == threads["teardown"] == "bgservices:recording"
-    assert threads["on_stop_requested"] == threading.current_thread().name
+    assert threads["on_stop_requested"] == "bgservices:recording:on-stop"  # never the stopper
     assert svc.state is ServiceState.STOPPED
 
 
@@ -204,3 +204,46 @@ def test_wait_returns_true_at_once_when_stopping(make_supervisor) -> None:
 def test_run_must_be_implemented() -> None:
     with pytest.raises(NotImplementedError):
         Service().run()
+
+
+# -- traps a new user hits (issue 11) --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("hook", ["setup", "run", "teardown", "tick", "on_stop_requested"])
+def test_an_async_hook_on_a_thread_service_is_refused_at_class_definition(hook: str) -> None:
+    async def coroutine(self: object) -> None:
+        pass
+
+    with pytest.raises(TypeError, match=rf"Ticker\.{hook} is `async def`.*never awaited"):
+        type("Ticker", (PeriodicService,), {hook: coroutine})
+
+
+def test_status_keeps_the_framework_fields_whatever_stats_returns(make_supervisor) -> None:
+    class Counting(PeriodicService):
+        interval = 0.01
+
+        def tick(self) -> None:
+            pass
+
+        def stats(self) -> dict[str, Any]:
+            return {"widgets": 3, "state": "not mine to set", "ticks": -1}
+
+    svc = Counting()
+    with make_supervisor(svc):
+        assert svc.wait_for_state(ServiceState.RUNNING, timeout=5)
+        status = svc.status()
+    assert status["widgets"] == 3  # the subclass's own figure
+    assert status["state"] in ("running", "stopping")  # the framework's fields win
+    assert status["ticks"] >= 0 and "errors" in status and "last_tick_at" in status
+
+    class Broken(Counting):
+        def stats(self) -> Any:
+            return ["not", "a", "dict"]
+
+    assert Broken().status()["stats_error"] == "stats() returned list, not a dict"
+
+
+@pytest.mark.parametrize("name", ["log", "restarts", "state", "thread", "ticks", "wait"])
+def test_an_option_named_like_a_framework_attribute_is_refused(name: str) -> None:
+    with pytest.raises(TypeError, match=f"the option '{name}' would shadow"):
+        type("Shadow", (PeriodicService,), {"__annotations__": {name: "int"}, name: 1})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
@@ -9,6 +10,7 @@ from bgservices import (
     Backoff,
     ConfigError,
     PeriodicService,
+    Phase,
     Service,
     ServiceState,
     Supervisor,
@@ -182,7 +184,7 @@ def test_stop_from_inside_a_service_does_not_deadlock(make_supervisor) -> None:
     other = Idle()
     sup = holder["sup"] = make_supervisor(other, Quitter())
     sup.start()
-    assert sup._stop_done.wait(5) and sup._wakeup.wait(5)
+    assert sup.wait_stopped(5)
     assert other.state is ServiceState.STOPPED
     assert holder["report"].clean  # type: ignore[attr-defined]
 
@@ -198,13 +200,17 @@ def test_a_straggler_is_named_with_its_stack_and_not_waited_on(make_supervisor, 
         event = recorder.wait_event("supervisor.straggler")
         assert event.fields["service"] == "straggler"
         assert "in run" in event.fields["stack"] and "release.wait" in event.fields["stack"]
-        assert _exit._started.__contains__(sup)  # a live critical straggler keeps the exit hook
+        assert id(sup) in _exit._started  # a live critical straggler keeps the exit hook
     finally:
         slow.release.set()
-        assert slow._join(5)
+        assert slow.thread is not None
+        slow.thread.join(5)
+        assert not slow.thread.is_alive()
 
 
-def test_a_busy_daemon_safe_service_is_abandoned_after_its_grace(make_supervisor, recorder) -> None:
+def test_a_busy_daemon_safe_service_is_abandoned_after_its_grace(
+    make_supervisor, recorder, caplog
+) -> None:
     class BusyMonitor(Straggler):
         daemon_safe = True
 
@@ -215,11 +221,26 @@ def test_a_busy_daemon_safe_service_is_abandoned_after_its_grace(make_supervisor
         report = sup.stop(timeout=5)
         assert report.abandoned == ("busy_monitor",) and report.stragglers == ()
         assert report.clean and report.elapsed < 2  # abandoning a daemon is allowed
-        assert "release.wait" in recorder.wait_event("supervisor.abandoned").fields["stack"]
-        assert sup not in _exit._started
+        event = recorder.wait_event("supervisor.abandoned")  # at INFO: no stack, it is no crash
+        assert event.fields == {"service": "busy_monitor", "state": "stopping"}
+        assert "stack" not in event.fields
     finally:
         busy.release.set()
-        assert busy._join(5)
+        assert busy.thread is not None
+        busy.thread.join(5)
+    caplog.set_level(logging.DEBUG, "bgservices.supervisor")  # at DEBUG: where it was
+    busy.release.clear()
+    sup.start()
+    try:
+        assert sup.stop(timeout=5).abandoned == ("busy_monitor",)
+        latest = [e for e in recorder.events if e.event == "supervisor.abandoned"][-1]
+        assert "release.wait" in latest.fields["stack"]
+        assert id(sup) not in _exit._started
+    finally:
+        busy.release.set()
+        assert busy.thread is not None
+        busy.thread.join(5)
+        assert not busy.thread.is_alive()
 
 
 def test_daemon_safe_services_get_a_grace_for_teardown(make_supervisor) -> None:
@@ -298,5 +319,29 @@ def test_a_stopped_supervisor_can_start_again(make_supervisor) -> None:
 def test_stop_at_exit_false_is_never_hooked(make_supervisor) -> None:
     sup = make_supervisor(Idle(), stop_at_exit=False)
     sup.start()
-    assert sup not in _exit._started
+    assert id(sup) not in _exit._started
     sup.stop()
+
+
+def test_request_stop_stops_a_started_supervisor_from_any_thread_without_blocking(
+    make_supervisor,
+) -> None:
+    svc = Idle()
+    sup = make_supervisor(svc)
+    sup.start()
+    caller = threading.Thread(target=sup.request_stop)
+    caller.start()
+    caller.join(1)
+    assert not caller.is_alive()  # it only begins the stop
+    assert sup.wait_stopped(5)
+    assert svc.state is ServiceState.STOPPED and sup.phase is Phase.STOPPED
+
+
+def test_get_returns_the_service_typed_or_says_what_it_is(make_supervisor) -> None:
+    idle = Idle()
+    sup = make_supervisor(idle)
+    assert sup.get("idle", Idle) is idle
+    with pytest.raises(TypeError, match="service 'idle' is a Idle, not a Background"):
+        sup.get("idle", Background)
+    with pytest.raises(KeyError, match="no service named 'nope'"):
+        sup.get("nope")

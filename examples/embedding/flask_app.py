@@ -3,15 +3,38 @@
 Flask has no shutdown hook; none is needed: when the process ends, the supervisor stops
 itself before the interpreter joins threads, so critical teardown still runs.
 Run it: ``flask --app flask_app run`` from this folder.
+
+Logging is the one set-up Flask's documentation gives, done before the app is created; its
+root handler prints bgservices' events (loggers ``bgservices.*``) with Flask's own lines.
+``disable_existing_loggers`` must be False: bgservices' loggers exist once it is imported.
 """
 
 from __future__ import annotations
 
+from logging.config import dictConfig
 from typing import Any
 
 from flask import Flask, jsonify
 
-from bgservices import Supervisor
+from bgservices import from_config
+
+dictConfig(
+    {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "default": {"format": "[%(asctime)s] %(levelname)s in %(name)s: %(message)s"}
+        },
+        "handlers": {
+            "wsgi": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://flask.logging.wsgi_errors_stream",
+                "formatter": "default",
+            }
+        },
+        "root": {"level": "INFO", "handlers": ["wsgi"]},
+    }
+)
 
 DEFAULT_SERVICES: dict[str, Any] = {
     "services": {
@@ -22,7 +45,7 @@ DEFAULT_SERVICES: dict[str, Any] = {
 
 def create_app(services: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
-    sup = Supervisor.from_config(services or DEFAULT_SERVICES)
+    sup = from_config(services or DEFAULT_SERVICES)
     sup.start()
     app.extensions["bgservices"] = sup
 

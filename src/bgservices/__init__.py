@@ -4,6 +4,8 @@ Daemon-safe services run in daemon threads (best effort); critical services run 
 non-daemon threads that the supervisor stops and joins, so their cleanup always runs.
 """
 
+from typing import TYPE_CHECKING
+
 from .backoff import Backoff
 from .config import from_config, load_config
 from .errors import ConfigError, DoNotRestart, Problem
@@ -12,9 +14,25 @@ from .periodic import PeriodicService
 from .registry import register
 from .service import Service
 from .state import LifecycleEvent, ServiceState
-from .supervisor import EXIT_STRAGGLER, StopReport, Supervisor
+from .supervisor import EXIT_STRAGGLER, Phase, StopReport, Supervisor
 
-__version__ = "0.1.0.dev0"
+if TYPE_CHECKING:
+    __version__: str
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed metadata (pyproject's) on first use."""
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            found = version("bgservices")
+        except PackageNotFoundError:  # imported from a source tree that was never installed
+            found = "0+unknown"
+        globals()["__version__"] = found
+        return found
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EXIT_STRAGGLER",
@@ -23,6 +41,7 @@ __all__ = [
     "DoNotRestart",
     "LifecycleEvent",
     "PeriodicService",
+    "Phase",
     "Problem",
     "Service",
     "ServiceState",

@@ -1,142 +1,48 @@
 """The ``bgservices`` command: run a configuration, check it, list types, or run the demo.
 
-Unlike the library, the command line configures logging (structlog, routed through stdlib
-logging so a ``LogCollector`` sees everything) and handles SIGINT/SIGTERM.
+Unlike the library, the command line configures logging (a stderr handler on the root logger)
+and handles SIGINT/SIGTERM. Like uvicorn and gunicorn, it imports the user's modules from the
+current directory (and ``--app-dir``), so ``"prices:load_prices"`` in a file works as written.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
-import threading
-import time
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any
 
-import structlog
-
+from ._options import MISSING, options_of
+from ._validate import suggest
 from .config import from_config, load_config, validate_config
 from .errors import ConfigError
-from .options import MISSING, options_of
 from .registry import registered
-from .supervisor import Supervisor
 
-__all__ = ["configure_logging", "main", "render_status", "render_types_markdown"]
+__all__ = ["build_parser", "main", "render_types_markdown"]
 
-
-def configure_logging(
-    fmt: str = "auto", stream: TextIO | None = None, level: int = logging.INFO
-) -> None:
-    """structlog for humans on a terminal, JSON lines otherwise, through stdlib logging."""
-    stream = stream or sys.stderr
-    if fmt == "auto":
-        fmt = "console" if stream.isatty() else "json"
-    shared: list[Any] = [
-        structlog.contextvars.merge_contextvars,
-        structlog.stdlib.add_log_level,
-        structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-    ]
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer() if fmt == "console" else structlog.processors.JSONRenderer()
-    )
-    structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
-    )
-    handler = logging.StreamHandler(stream)
-    handler.setLevel(level)
-    extra = [] if fmt == "console" else [structlog.processors.format_exc_info]
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                *extra,
-                renderer,
-            ],
-            foreign_pre_chain=shared,
-        )
-    )
-    root = logging.getLogger()
-    root.handlers = [handler]
-    root.setLevel(logging.INFO)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a reader that went away
 
 
-def render_status(status: dict[str, dict[str, Any]]) -> str:
-    """A compact table of every service's status."""
-    rows = [("service", "type", "kind", "state", "restarts", "uptime", "detail")]
-    for name, st in status.items():
-        uptime = st.get("uptime")
-        rows.append(
-            (
-                name,
-                str(st["type"]).rpartition(":")[2],
-                "daemon" if st["daemon"] else "critical",
-                st["state"],
-                str(st["restarts"]),
-                f"{uptime:.1f}s" if uptime is not None else "-",
-                _detail(st),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    return "\n".join(
-        (
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        ).rstrip()
-        for row in rows
-    )
-
-
-def _detail(st: dict[str, Any]) -> str:
-    parts = []
-    if "written" in st:
-        parts.append(f"written={st['written']} dropped={st['dropped']}")
-    if st.get("latest"):
-        parts.append(f"rss={st['latest']['rss'] / 2**20:.1f}MiB")
-    if "keys_warmed" in st:
-        parts.append(f"runs={st['runs']} keys={st['keys_warmed']}")
-    if "health" in st:
-        p95 = st.get("latency_p95")
-        parts.append(f"health={st['health']}" + (f" p95={p95 * 1000:.1f}ms" if p95 else ""))
-    for key in ("accepted", "committed"):
-        if key in st:
-            parts.append(f"{key}={st[key]}")
-    if not parts and "ticks" in st:
-        parts.append(f"ticks={st['ticks']} errors={st['errors']}")
-    if st.get("last_error"):
-        parts.append(f"last_error={st['last_error']['type']}")
-    return " ".join(parts)
-
-
-def run_supervisor(
-    sup: Supervisor, duration: float | None, status_every: float, out: TextIO
-) -> int:
-    """``sup.run()`` with a status table every *status_every* seconds and an optional end."""
-    done = threading.Event()
-
-    def watch() -> None:
-        deadline = None if duration is None else time.monotonic() + duration
-        while True:
-            timeouts = [
-                t for t in (status_every or None, deadline and deadline - time.monotonic()) if t
-            ]
-            if done.wait(min(timeouts) if timeouts else None):
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                sup.request_stop()
-                return
-            if status_every:
-                print(render_status(sup.status()) + "\n", file=out, flush=True)
-
-    watcher = threading.Thread(target=watch, name="bgservices-cli:status", daemon=True)
-    watcher.start()
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse *argv* and run the command; the exit code."""
+    args = build_parser().parse_args(argv)
+    _make_importable(os.getcwd(), getattr(args, "app_dir", None))
     try:
-        return sup.run()
-    finally:
-        done.set()
+        code: int = args.handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `bgservices types | head`: the reader has all it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the flush at exit does not fail again
+        return EXIT_BROKEN_PIPE
+    return code
+
+
+def _make_importable(*dirs: str | None) -> None:
+    """Put *dirs* first on ``sys.path``, as ``python -m`` does for the current directory."""
+    for path in reversed([os.path.abspath(d) for d in dirs if d is not None]):
+        if path not in sys.path:
+            sys.path.insert(0, path)
 
 
 def _problems_to_stderr(err: ConfigError, source: str) -> None:
@@ -151,9 +57,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         _problems_to_stderr(err, args.config)
         return 1
-    configure_logging(args.log_format)
-    code = run_supervisor(sup, args.duration, args.status_every, sys.stdout)
-    print(render_status(sup.status()), flush=True)
+    from ._console import LiveStatus, configure_logging, render_status, run_supervisor
+
+    handler = configure_logging(args.log_level, args.log_format)
+    live = LiveStatus(sys.stdout)
+    handler.live = live
+    code = run_supervisor(sup, args.duration, args.status_every, live)
+    live.finish(render_status(sup))
     return code
 
 
@@ -218,10 +128,19 @@ def _cmd_types(args: argparse.Namespace) -> int:
     if args.markdown:
         print(render_types_markdown(), end="")
         return 0
-    for type_name, cls in registered().items():
+    types = registered()
+    if args.name is not None:
+        if args.name not in types:
+            hint = suggest(args.name, types)
+            print(f"unknown service type {args.name!r}{hint}", file=sys.stderr)
+            return 1
+        types = {args.name: types[args.name]}
+    for type_name, cls in types.items():
         kind = "daemon-safe" if cls.daemon_safe else "critical"
         print(f"{type_name}  ({kind}; {cls.__module__}:{cls.__qualname__})")
         for spec in options_of(cls).values():
+            if spec.name == "name":  # the key under `services` is the name
+                continue
             default = "required" if spec.default is MISSING else f"default {spec.default!r}"
             bounds = f", {' and '.join(spec.bounds())}" if spec.bounds() else ""
             print(f"    {spec.name}: {spec.type_name} ({default}{bounds})  {spec.help}".rstrip())
@@ -230,9 +149,11 @@ def _cmd_types(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ._demo import run_demo
 
-    return run_demo(args.duration, args.status_every, args.log_format)
+    return run_demo(
+        args.duration, args.status_every, args.log_level, args.log_format, keep=args.keep
+    )
 
 
 def _positive(text: str) -> float:
@@ -249,48 +170,72 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``run``, ``check``, ``types`` and ``demo``."""
+    from ._console import LOG_LEVELS
+
     parser = argparse.ArgumentParser(
         prog="bgservices", description="Run background services from a configuration file."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add_running_options(
-        p: argparse.ArgumentParser, duration: float | None, every: float
-    ) -> None:
+    def add_app_dir(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--app-dir", metavar="DIR",
+            help="also import 'module:attr' paths from DIR (the current directory always is)",
+        )  # fmt: skip
+
+    def add_running_options(p: argparse.ArgumentParser, duration: float | None) -> None:
+        until = "until a signal" if duration is None else "%(default)s"
         p.add_argument(
             "--duration", type=_positive, default=duration, metavar="S",
-            help="stop after S seconds (default: %(default)s)",
+            help=f"stop after S seconds (default: {until}; SIGINT/SIGTERM stop it earlier)",
         )  # fmt: skip
         p.add_argument(
-            "--status-every", type=_non_negative, default=every, metavar="S",
-            help="print a status table every S seconds, 0 never (default: %(default)s)",
+            "--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO",
+            help="the lowest level logged, on stderr and by a log_collector (default: %(default)s)",
         )  # fmt: skip
         p.add_argument(
             "--log-format", choices=["auto", "console", "json"], default="auto",
-            help="auto: console on a terminal, JSON lines otherwise",
+            help="console (colours) or JSON lines on stderr; auto: console on a terminal, "
+            "JSON otherwise (default: %(default)s)",
         )  # fmt: skip
 
     run = commands.add_parser("run", help="run the services of a .toml or .json file")
     run.add_argument("config")
-    add_running_options(run, None, 10.0)
+    add_running_options(run, None)
+    run.add_argument(
+        "--status-every", type=_non_negative, default=10.0, metavar="S",
+        help="print a status table every S seconds, 0 never (default: %(default)s)",
+    )  # fmt: skip
+    add_app_dir(run)
     run.set_defaults(handler=_cmd_run)
 
     check = commands.add_parser("check", help="validate a file and print every problem")
     check.add_argument("config")
+    add_app_dir(check)
     check.set_defaults(handler=_cmd_check)
 
     types = commands.add_parser("types", help="list the registered service types and options")
+    types.add_argument("name", nargs="?", help="show this type only")
     types.add_argument("--markdown", action="store_true", help="the configuration reference")
     types.set_defaults(handler=_cmd_types)
 
     demo = commands.add_parser("demo", help="run every built-in service for a few seconds")
-    add_running_options(demo, 10.0, 1.0)
+    add_running_options(demo, 10.0)
+    demo.add_argument(
+        "--status-every", type=_non_negative, default=1.0, metavar="S",
+        help="redraw the status every S seconds, 0 never (default: %(default)s)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--keep", action="store_true", help="keep the demo's files (log, database) and say where"
+    )
     demo.set_defaults(handler=_cmd_demo)
     return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.handler(args)
-    return code

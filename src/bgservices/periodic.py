@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -69,26 +68,35 @@ class PeriodicService(Service):
     applies. Ticks never overlap: they run one after another in the service thread.
     """
 
-    interval: float = option(60.0, gt=0, help="Seconds between ticks.")
-    initial_delay: float = option(0.0, ge=0, help="Seconds before the first tick (0: at start).")
+    interval: float = option(default=60.0, gt=0, help="Seconds between ticks.")
+    initial_delay: float = option(
+        default=0.0, ge=0, help="Seconds before the first tick (0: at start)."
+    )
     jitter: float = option(
-        0.0, ge=0, help="Up to this many seconds added to each tick's time; never accumulates."
+        default=0.0,
+        ge=0,
+        help="Up to this many seconds added to each tick's time; never accumulates.",
     )
     schedule: Literal["fixed_rate", "fixed_delay"] = option(
-        "fixed_rate",
+        default="fixed_rate",
         help="fixed_rate: on a grid from the start, no drift, missed ticks skipped; "
         "fixed_delay: interval measured from the end of the previous tick.",
     )
     max_consecutive_errors: int | None = option(
-        None, ge=1, help="Fail the service after this many failing ticks in a row (no limit)."
+        default=None,
+        ge=1,
+        help="Fail the service after this many failing ticks in a row (no limit).",
+    )
+
+    _instance_attributes = frozenset(
+        {"ticks", "errors", "consecutive_errors", "overruns", "last_tick_at", "last_tick_duration"}
     )
 
     def tick(self) -> None:
         """One round of the periodic work."""
         raise NotImplementedError(f"{type(self).__name__} must implement tick()")
 
-    def _reset_runtime(self) -> None:
-        super()._reset_runtime()
+    def _new_run(self) -> None:
         self.ticks = 0
         self.errors = 0
         self.consecutive_errors = 0
@@ -97,20 +105,25 @@ class PeriodicService(Service):
         self.last_tick_duration: float | None = None
         self._schedule: Schedule | None = None
         self._next_at: float | None = None
+        super()._new_run()
 
     def run(self) -> None:
         self.consecutive_errors = 0
         schedule = self._schedule = Schedule(
-            self.schedule, self.interval, time.monotonic() + self.initial_delay, self.jitter
+            self.schedule, self.interval, self._clock.monotonic() + self.initial_delay, self.jitter
         )
         self._next_at = schedule.first()
         while not self._wait_until(self._next_at):
             self._tick_once()
-            self._next_at = schedule.after(time.monotonic())
+            self._next_at = schedule.after(self._clock.monotonic())
 
-    def stats(self) -> dict[str, Any]:
+    def summary(self) -> str:
+        return f"ticks={self.ticks} errors={self.errors}"
+
+    def _status_fields(self) -> dict[str, Any]:
         next_at = self._next_at
         return {
+            **super()._status_fields(),
             "ticks": self.ticks,
             "errors": self.errors,
             "consecutive_errors": self.consecutive_errors,
@@ -119,7 +132,7 @@ class PeriodicService(Service):
             "last_tick_at": iso_time(self.last_tick_at),
             "last_tick_duration": self.last_tick_duration,
             "next_tick_in": (
-                round(max(0.0, next_at - time.monotonic()), 3)
+                round(max(0.0, next_at - self._clock.monotonic()), 3)
                 if next_at is not None and self.state == "running"
                 else None
             ),
@@ -128,14 +141,14 @@ class PeriodicService(Service):
     def _wait_until(self, deadline: float) -> bool:
         """Sleep on the stop event until *deadline*; True if a stop was requested."""
         while True:
-            remaining = deadline - time.monotonic()
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 return self.stopping
-            if self._stop_event.wait(remaining):
+            if self.wait(remaining):
                 return True
 
     def _tick_once(self) -> None:
-        begun = time.monotonic()
+        begun = self._clock.monotonic()
         try:
             self.tick()
         except DoNotRestart:
@@ -151,9 +164,9 @@ class PeriodicService(Service):
         else:
             self.consecutive_errors = 0
         finally:
-            duration = time.monotonic() - begun
+            duration = self._clock.monotonic() - begun
             self.ticks += 1
-            self.last_tick_at = time.time()
+            self.last_tick_at = self._clock.time()
             self.last_tick_duration = round(duration, 6)
             if duration > self.interval:
                 self.overruns += 1

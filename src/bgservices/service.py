@@ -1,40 +1,71 @@
 """``Service``: the base class users subclass. One service runs in one thread of its own.
 
 The thread runs the life cycle: ``setup()``, ``run()``, ``teardown()``, and restarts with
-backoff according to the service's restart policy. The supervisor starts and stops the thread;
-everything the service's code does happens in that thread, except ``on_stop_requested()``,
-which runs in the thread that asks for the stop so it can unblock a ``run()`` stuck in I/O.
+backoff according to the service's restart policy. The supervisor starts and stops the thread.
+Every change of state goes through one checked move (``state.TRANSITIONS``); one condition
+per service guards the state and the flags of the current run, and wakes whoever waits on them.
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
+import enum
+import functools
+import inspect
+import logging
+import os
 import re
+import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, dataclass_transform
 
 import structlog
 
-from ._logging import log_safely
+from . import state as _state
+from ._clock import REAL_CLOCK, Clock
+from ._logging import LEVELS, emit, service_logger
+from ._saferepr import type_name
 from .backoff import Backoff
 from .errors import ConfigError, DoNotRestart, Problem
-from .options import option, validate_options
-from .state import LifecycleEvent, ServiceState
+from .options import option, validate_service_options
+from .state import TRANSITIONS, LifecycleEvent, ServiceState
 
 __all__ = ["Service"]
 
 _S = ServiceState
-_RETURNED, _ERROR, _ENDED = "returned", "error", "ended"
+_SERVICE_EVENTS = logging.getLogger("bgservices.service")
+_HOOKS = ("setup", "run", "teardown", "on_stop_requested", "tick", "init_state", "stats")
+
+
+class _Outcome(enum.Enum):
+    """How one setup/run/teardown cycle ended."""
+
+    RETURNED = "returned"  # run() returned by itself
+    CRASHED = "crashed"  # setup() or run() raised
+    ENDED = "ended"  # DoNotRestart: stop for good
+    STOPPED = "stopped"  # a stop was requested
 
 
 class _Owner(Protocol):
+    _listeners: tuple[Callable[[LifecycleEvent], Any], ...]
+
     def _dispatch(self, event: LifecycleEvent) -> None: ...
 
+    def _service_changed(self, service: Service) -> None: ...
+
     def _service_ended(self, service: Service) -> None: ...
+
+
+_current = threading.local()  # .service: the Service whose life cycle this thread runs
+
+
+def in_service_thread() -> bool:
+    """True in a thread that runs a service's life cycle (its hooks, its listeners' calls)."""
+    return getattr(_current, "service", None) is not None
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -48,38 +79,74 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-class Service:
+def safe_repr(value: object) -> str:
+    """The whole ``repr(value)`` (for events, unlike config errors' short one); a
+    placeholder naming its type if ``__repr__`` raises."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unprintable {type_name(value)}>"
+
+
+@dataclass_transform(kw_only_default=True, field_specifiers=(option,))
+class _Declared:
+    """The root type checkers treat like a dataclass: below it, each option (an annotated
+    class attribute) is a typed keyword of the constructor. Nothing else lives here."""
+
+
+class Service(_Declared):
     """A unit of background work with a life cycle the supervisor manages.
 
-    Subclass it, declare options as annotated class attributes, and implement ``run()``
+    Subclass it, declare options as annotated class attributes (type checkers see each one
+    as a typed keyword of the constructor), and implement ``run()``
     (which must return soon after a stop is requested: use ``self.wait()`` or check
     ``self.stopping``). Set ``daemon_safe = True`` only if the work may be cut off at any
     instruction at interpreter exit without losing anything that matters.
     """
 
     daemon_safe: ClassVar[bool] = False
+    #: Stopped after every other service and after the daemon-safe grace (the log collector,
+    #: so that it records everyone else's teardown and the supervisor's last events).
+    stop_last: ClassVar[bool] = False
     #: Short name in the type registry (``memory_monitor``), set by ``bgservices.register``.
     type_name: ClassVar[str | None] = None
+    #: Attributes the framework sets on instances: an option may not be named like one.
+    _instance_attributes: ClassVar[frozenset[str]] = frozenset(
+        {"log", "restarts", "crashes", "callback_errors", "last_error"}
+    )
 
-    name: str = option("", help="Unique name; the class name in snake_case by default.")
+    name: str = option(default="", help="Unique name; the class name in snake_case by default.")
     restart: Literal["on-failure", "always", "never"] = option(
-        "on-failure",
+        default="on-failure",
         help="Restart when setup/run raise (on-failure), also when run returns (always), or never.",
     )
     max_restarts: int = option(
-        5, ge=0, help="More restarts than this within restart_window mark the service FAILED."
+        default=5,
+        ge=0,
+        help="More restarts than this within restart_window mark the service FAILED.",
     )
-    restart_window: float = option(60.0, gt=0, help="Seconds over which restarts are counted.")
+    restart_window: float = option(
+        default=60.0, gt=0, help="Seconds over which restarts are counted."
+    )
     daemon: bool | None = option(
-        None,
+        default=None,
         help="Run in a daemon thread. Defaults to the class's daemon_safe; "
         "true is refused for a class that is not daemon-safe.",
     )
 
-    def __init__(self, **options: Any) -> None:
-        values, problems = validate_options(type(self), options)
-        if not problems:  # cross-option rules need every option valid, or they mislead
-            problems = type(self).check_options(values)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _refuse_async_hooks(cls)
+        _refuse_shadowing_options(cls)
+
+    if not TYPE_CHECKING:  # type checkers synthesise the constructor from the options
+
+        def __init__(self, **options: Any) -> None:
+            self._configure(options)
+
+    def _configure(self, options: Mapping[str, Any]) -> None:
+        """Validate *options* (every problem at once), set them, and make the runtime state."""
+        values, problems = validate_service_options(type(self), options)
         if problems:
             raise ConfigError(problems)
         for key, value in values.items():
@@ -88,26 +155,30 @@ class Service:
             self.name = snake_case(type(self).__name__)
         if self.daemon is None:
             self.daemon = self.daemon_safe
-        self.log: Any = structlog.get_logger("bgservices", service=self.name)
         self.restarts = 0
         self.crashes = 0
         self.callback_errors = 0
         self.last_error: dict[str, str] | None = None
-        self._reset_runtime()
-
-    def _reset_runtime(self) -> None:
-        """The framework's own per-run state, then the subclass's (``init_state``)."""
-        self._cond = threading.Condition()
+        # _cond guards: _state, _stop_requested, _stop_hook_done, _setup_ended, _exited,
+        # _thread and _owner. Waiters (wait(), wait_for_state(), the supervisor) sleep on it.
+        self._cond = threading.Condition(threading.Lock())
         self._state = ServiceState.NEW
-        self._stop_event = threading.Event()
-        self._stop_hook_done = threading.Event()
-        self._first_setup_done = threading.Event()
+        self._stop_requested = False
+        self._stop_hook_done = True
+        self._setup_ended = True
+        self._exited = True  # no thread of this service is running
         self._thread: threading.Thread | None = None
         self._owner: _Owner | None = None
         self._backoff = Backoff()
-        self._restart_times: collections.deque[float] = collections.deque()
+        self._clock: Clock = REAL_CLOCK
+        self._pid = os.getpid()
+        self._restart_times: list[float] = []
         self._started_at: float | None = None
         self._running_since: float | None = None
+        self._new_run()
+
+    def _new_run(self) -> None:
+        """Reset the framework's per-run figures, then the subclass's (``init_state``)."""
         self.init_state()
 
     def init_state(self) -> None:
@@ -123,10 +194,10 @@ class Service:
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
         """Rules that span several options; return a problem for each broken one.
 
-        Runs only once every option passed its own check; *values* has the defaults filled in.
-
-        Override (calling ``super()``) to add your own; the dict config runs it too, before
-        anything is constructed.
+        Runs whenever the options it reads are valid (*values* has the defaults filled in),
+        so every problem is reported at once; it may be called more than once, so keep it a
+        plain function of *values*. Override (calling ``super()``) to add your own; the dict
+        config runs it too, before anything is constructed.
         """
         if values.get("daemon") is True and not cls.daemon_safe:
             return [
@@ -154,13 +225,30 @@ class Service:
         """Release resources; runs after every ``run()``, whether it returned, raised or stopped."""
 
     def on_stop_requested(self) -> None:
-        """Called from the stopping thread; override to unblock a ``run()`` stuck in I/O."""
+        """Override to unblock a ``run()`` stuck in I/O (close its socket, say).
+
+        Runs once per stop request, in a short-lived thread of its own, so that a hook that
+        blocks cannot stretch the stop; ``teardown()`` waits for it to return.
+        """
 
     def stats(self) -> dict[str, Any]:
-        """Extra JSON-serialisable figures for ``status()``."""
+        """The subclass's own JSON-serialisable figures; ``status()`` adds the framework's."""
         return {}
 
+    def summary(self) -> str:
+        """One line for status tables (``bgservices run``); empty by default."""
+        return ""
+
     # -- helpers for subclasses -----------------------------------------------------------
+
+    @functools.cached_property
+    def log(self) -> structlog.stdlib.BoundLogger:
+        """structlog's bound-logger API over the stdlib logger of the class's module.
+
+        ``self.log.info("event", key=value)``; bound with ``service=<name>``, so
+        ``logging.getLogger("myapp.jobs").setLevel(...)`` governs a service defined there.
+        """
+        return service_logger(type(self).__module__, service=self.name)
 
     def call_safely(self, callback: Callable[..., Any] | None, *args: Any, what: str) -> Any:
         """Call a user's *callback*; an exception is logged and counted, never raised.
@@ -179,11 +267,12 @@ class Service:
     @property
     def stopping(self) -> bool:
         """True once a stop has been requested."""
-        return self._stop_event.is_set()
+        return self._stop_requested
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to *seconds*; return True at once if a stop is requested."""
-        return self._stop_event.wait(max(0.0, seconds))
+        with self._cond:
+            return self._clock.wait_for(self._cond, lambda: self._stop_requested, max(0.0, seconds))
 
     @property
     def state(self) -> ServiceState:
@@ -195,19 +284,40 @@ class Service:
         return self._thread
 
     def wait_for_state(self, *states: ServiceState, timeout: float | None = None) -> bool:
-        """Block until the service is in one of *states*; False on timeout.
+        """Block until the service is in one of *states*; False on timeout, or at once when
+        none of them can be reached any more (it ended, or is stopping, elsewhere).
 
         It sees the state each time it wakes, so a state passed through briefly (a short
         BACKOFF) can be missed: listeners see every transition.
         """
+        wanted = frozenset(states)
         with self._cond:
-            return self._cond.wait_for(lambda: self._state in states, timeout)
+            self._cond.wait_for(
+                lambda: self._state in wanted or not (_reachable(self._state) & wanted), timeout
+            )
+            return self._state in wanted
 
     def status(self) -> dict[str, Any]:
-        """A JSON-serialisable snapshot: identity, state, restarts, last error, timing, stats."""
+        """A JSON-serialisable snapshot: the framework's fields, then the subclass's ``stats()``.
+
+        The framework's fields always win a name clash, whatever ``stats()`` returns.
+        """
+        result = self._status_fields()
+        try:
+            own = self.stats()
+        except Exception as exc:
+            own = {"stats_error": safe_repr(exc)}
+        if isinstance(own, Mapping):
+            for key, value in own.items():
+                result.setdefault(key, value)
+        else:
+            result["stats_error"] = f"stats() returned {type(own).__name__}, not a dict"
+        return result
+
+    def _status_fields(self) -> dict[str, Any]:
         cls = type(self)
         since = self._running_since
-        result: dict[str, Any] = {
+        return {
             "name": self.name,
             "type": cls.type_name or f"{cls.__module__}:{cls.__qualname__}",
             "daemon": bool(self.daemon),
@@ -216,180 +326,257 @@ class Service:
             "crashes": self.crashes,
             "last_error": self.last_error,
             "started_at": iso_time(self._started_at),
-            "uptime": round(time.monotonic() - since, 3) if since is not None else None,
+            "uptime": round(self._clock.monotonic() - since, 3) if since is not None else None,
         }
-        try:
-            result.update(self.stats())
-        except Exception as exc:
-            result["stats_error"] = repr(exc)
-        return result
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} {self._state.value}>"
 
     # -- driven by the supervisor ---------------------------------------------------------
 
-    def _launch(self, owner: _Owner, backoff: Backoff) -> None:
-        """Start the service thread; its daemon flag is always set explicitly."""
+    def _claim(self, owner: _Owner | None) -> None:
+        """Belong to *owner* (None: to nobody); a service has at most one supervisor."""
         with self._cond:
-            if self._state.active:
-                raise RuntimeError(f"service {self.name!r} is already running")
-            self._owner, self._backoff = owner, backoff
-            self._stop_event = threading.Event()
-            self._stop_hook_done = threading.Event()
-            self._first_setup_done = threading.Event()
-            self._restart_times.clear()
-            self.init_state()
-            self._state = ServiceState.STARTING
-            self._cond.notify_all()
-            self._thread = threading.Thread(
+            if owner is not None and self._owner is not None and self._owner is not owner:
+                raise ValueError(
+                    f"service {self.name!r} is already supervised by another Supervisor; "
+                    "remove it there first"
+                )
+            self._owner = owner
+
+    def _prepare_launch(self, backoff: Backoff, clock: Clock = REAL_CLOCK) -> None:
+        """Fresh per-run state before a launch (user code: called without the owner's lock)."""
+        with self._cond:
+            if not self._exited:
+                raise RuntimeError(f"service {self.name!r} is still running")
+        self._backoff, self._clock = backoff, clock
+        self._restart_times = []
+        self._new_run()
+
+    def _start_thread(self) -> BaseException | None:
+        """Move to STARTING and start the thread; the error if it could not be started.
+
+        Emits nothing: the caller may hold its lock. The thread reports its own start.
+        """
+        with self._cond:
+            if not self._exited or not self._move(_S.STARTING):
+                return RuntimeError(f"service {self.name!r} is already running")
+            self._stop_requested, self._stop_hook_done = False, True
+            self._setup_ended, self._exited = False, False
+            self._pid = os.getpid()
+            thread = self._thread = threading.Thread(
                 target=self._main, name=f"bgservices:{self.name}", daemon=bool(self.daemon)
             )
         try:
-            self._thread.start()
-        except BaseException as exc:  # e.g. "can't create new thread at interpreter shutdown"
-            self._first_setup_done.set()
-            self._record_error(exc)
-            self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="thread start")
-            raise
-
-    def _request_stop(self) -> None:
-        """Set the stop event and, the first time while active, call ``on_stop_requested``."""
-        with self._cond:
-            first = not self._stop_event.is_set()
-            self._stop_event.set()
-            active = self._state in (_S.STARTING, _S.RUNNING, _S.BACKOFF)
-            if first and not active:
-                self._stop_hook_done.set()
-            if active:
-                self._state = _S.STOPPING
+            thread.start()
+        except BaseException as exc:  # "can't start new thread": out of threads or memory
+            with self._cond:
+                self._setup_ended = self._exited = True
                 self._cond.notify_all()
-        if not (first and active):
-            return
-        hook_done = self._stop_hook_done
+            return exc
+        return None
+
+    def _launch_failed(self, exc: BaseException) -> None:
+        """Its thread could not be started: FAILED with that error."""
+        self._record_error(exc)
+        self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="thread start")
+        owner = self._owner
+        if owner is not None:
+            owner._service_ended(self)
+
+    def _request_stop(self, *, quiet: bool = False) -> None:
+        """Ask the service to stop; never blocks. ``on_stop_requested`` runs in its own thread.
+
+        *quiet*: no ``service.stopping`` event (the caller reports many at once).
+        """
+        with self._cond:
+            if self._stop_requested:
+                return
+            self._stop_requested = True
+            active = self._state in (_S.STARTING, _S.RUNNING, _S.BACKOFF)
+            if active:
+                self._move(_S.STOPPING)
+            run_hook = active and type(self).on_stop_requested is not Service.on_stop_requested
+            if run_hook:
+                self._stop_hook_done = False
+            self._cond.notify_all()
+        if active and not quiet:
+            self._emit("service.stopping", "debug")
+        if run_hook:
+            try:
+                threading.Thread(
+                    target=self._run_stop_hook, name=f"bgservices:{self.name}:on-stop", daemon=True
+                ).start()
+            except RuntimeError:  # no new threads (interpreter shutdown): run it here
+                self._run_stop_hook()
+
+    def _run_stop_hook(self) -> None:
+        previous, _current.service = getattr(_current, "service", None), self
         try:
-            self._emit("service.stopping")
             self.on_stop_requested()
-        except Exception as exc:
+        except BaseException as exc:  # user code: logged, never raised into the stop
             self._record_error(exc)
             self._emit("service.on_stop_requested_failed", "error", exc=exc)
         finally:
-            hook_done.set()  # teardown waits for this, so the two never overlap
+            _current.service = previous
+            with self._cond:
+                self._stop_hook_done = True
+                self._cond.notify_all()
 
-    def _join(self, timeout: float | None) -> bool:
-        """Wait for the thread to end; True if it has."""
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return thread is None
-        thread.join(timeout if timeout is None else max(0.0, timeout))
-        return not thread.is_alive()
+    def _wait_exited(self, timeout: float | None) -> bool:
+        """Wait for the service thread to finish its life cycle; True if it has."""
+        if self._thread is threading.current_thread():
+            return False
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: self._exited, None if timeout is None else max(0.0, timeout)
+            )
+
+    @property
+    def _running_elsewhere(self) -> bool:
+        """Its thread is still in the life cycle, and it is not the calling thread."""
+        return not self._exited and self._thread is not threading.current_thread()
 
     def _reset_after_fork(self) -> None:
         """In a forked child: the thread is gone, so the service is not running."""
-        was = self._state
-        self._reset_runtime()
-        if was is not ServiceState.NEW:
-            self._state = ServiceState.STOPPED
+        self._cond = threading.Condition(threading.Lock())  # the parent's may have been held
+        with self._cond:
+            if self._state.active:
+                self._move(_S.STOPPED)
+            self._stop_requested, self._stop_hook_done = False, True
+            self._setup_ended = self._exited = True
+        self._new_run()
 
     # -- the life cycle, in the service thread --------------------------------------------
 
     def _main(self) -> None:
-        attempt = 0
+        _current.service = self
         try:
-            while True:
-                outcome, exc, ran_for = self._cycle()
-                if self._stop_event.is_set():
-                    self._transition(_S.STOPPED, "service.stopped")
-                    return
-                if outcome == _ENDED:
-                    self._transition(
-                        _S.STOPPED, "service.stopped", reason=str(exc) or "DoNotRestart"
-                    )
-                    return
-                if not self._should_restart(outcome):
-                    if outcome == _ERROR:
-                        self._transition(
-                            _S.FAILED,
-                            "service.failed",
-                            "error",
-                            reason="restart policy",
-                            error=repr(exc),
-                        )
-                    else:
-                        self._transition(_S.STOPPED, "service.stopped", reason="run returned")
-                    return
-                if not self._restart_allowed():
-                    self._transition(
-                        _S.FAILED,
-                        "service.failed",
-                        "error",
-                        reason=f"over {self.max_restarts} restarts in {self.restart_window:g}s",
-                        error=repr(exc),
-                    )
-                    return
-                attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
-                delay = self._backoff.delay(attempt)
-                self._transition(
-                    _S.BACKOFF, "service.backoff", "warning", attempt=attempt, delay=round(delay, 3)
-                )
-                if self._stop_event.wait(delay):
-                    self._transition(_S.STOPPED, "service.stopped")
-                    return
-                self.restarts += 1
+            self._emit("service.starting", "debug", restarts=self.restarts)
+            self._live()
+        except BaseException as exc:  # a bug here or in a listener: never leave it "RUNNING"
+            self._record_error(exc)
+            self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="internal")
         finally:
-            self._first_setup_done.set()
+            with self._cond:
+                if self._state.active:  # only reached after an error above was not reportable
+                    self._move(_S.FAILED)
+                self._setup_ended = self._exited = True
+                self._cond.notify_all()
             owner = self._owner
             if owner is not None:
                 owner._service_ended(self)
 
-    def _should_restart(self, outcome: str) -> bool:
+    def _live(self) -> None:
+        """Cycles of setup/run/teardown, with backoff between them, until an ending."""
+        attempt = 0
+        while True:
+            outcome, exc, ran_for = self._cycle()
+            if self._stop_requested:
+                outcome = _Outcome.STOPPED
+            if outcome is _Outcome.STOPPED:
+                self._transition(_S.STOPPED, "service.stopped", "debug")
+                return
+            if outcome is _Outcome.ENDED:
+                self._transition(_S.STOPPED, "service.stopped", reason=str(exc) or "DoNotRestart")
+                return
+            if not self._should_restart(outcome):
+                if outcome is _Outcome.CRASHED:
+                    self._fail(exc, "restart policy")
+                else:
+                    self._transition(_S.STOPPED, "service.stopped", reason="run returned")
+                return
+            if not self._restart_allowed():
+                self._fail(exc, f"over {self.max_restarts} restarts in {self.restart_window:g}s")
+                return
+            attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
+            delay = self._backoff.delay(attempt)
+            if not self._transition(
+                _S.BACKOFF, "service.backoff", "warning", unless_stopping=True,
+                attempt=attempt, delay=round(delay, 3),
+            ) or self.wait(delay):  # fmt: skip
+                self._transition(_S.STOPPED, "service.stopped", "debug")
+                return
+            self.restarts += 1
+            if not self._transition(
+                _S.STARTING, "service.starting", "debug", unless_stopping=True,
+                restarts=self.restarts,
+            ):  # fmt: skip
+                self._transition(_S.STOPPED, "service.stopped", "debug")
+                return
+
+    def _fail(self, exc: BaseException | None, reason: str) -> None:
+        error = None if exc is None else safe_repr(exc)
+        self._transition(_S.FAILED, "service.failed", "error", reason=reason, error=error)
+
+    def _should_restart(self, outcome: _Outcome) -> bool:
         if self.restart == "never":
             return False
-        return self.restart == "always" or outcome == _ERROR
+        return self.restart == "always" or outcome is _Outcome.CRASHED
 
     def _restart_allowed(self) -> bool:
         now = time.monotonic()
-        times = self._restart_times
-        while times and times[0] <= now - self.restart_window:
-            times.popleft()
+        times = self._restart_times = [
+            t for t in self._restart_times if t > now - self.restart_window
+        ]
         if len(times) >= self.max_restarts:
             return False
         times.append(now)
         return True
 
-    def _cycle(self) -> tuple[str, BaseException | None, float]:
+    def _cycle(self) -> tuple[_Outcome, BaseException | None, float]:
         """One setup/run/teardown round: (outcome, exception, seconds run)."""
-        self._transition(_S.STARTING, "service.starting", restarts=self.restarts)
         try:
-            self.setup()
+            self._call_hook(self.setup)
         except DoNotRestart as exc:
-            return _ENDED, exc, 0.0
+            self._setup_done()
+            return _Outcome.ENDED, exc, 0.0
         except BaseException as exc:
             self._crashed(exc, "setup")
-            return _ERROR, exc, 0.0
-        finally:
-            self._first_setup_done.set()  # what Supervisor.start() waits for
-        begun = self._running_since = time.monotonic()
-        self._started_at = time.time()
-        outcome: tuple[str, BaseException | None] = (_RETURNED, None)
-        if not self._stop_event.is_set():
-            self._transition(_S.RUNNING, "service.running")
+            self._setup_done()
+            return _Outcome.CRASHED, exc, 0.0
+        begun = self._running_since = self._clock.monotonic()
+        self._started_at = self._clock.time()
+        outcome: tuple[_Outcome, BaseException | None] = (_Outcome.RETURNED, None)
+        running = self._transition(_S.RUNNING, "service.running", "debug", unless_stopping=True)
+        self._setup_done()
+        if running:
             try:
-                self.run()
+                self._call_hook(self.run)
             except DoNotRestart as exc:
-                outcome = (_ENDED, exc)
+                outcome = (_Outcome.ENDED, exc)
             except BaseException as exc:
                 self._crashed(exc, "run")
-                outcome = (_ERROR, exc)
-        if self._stop_event.is_set():
-            self._stop_hook_done.wait()  # on_stop_requested is running in the stopping thread
+                outcome = (_Outcome.CRASHED, exc)
+        with self._cond:  # on_stop_requested may still run: the two never overlap
+            self._cond.wait_for(lambda: self._stop_hook_done)
         try:
-            self.teardown()
+            self._call_hook(self.teardown)
         except BaseException as exc:
             self._record_error(exc)
             self._emit("service.teardown_failed", "error", exc=exc)
         self._running_since = None
-        return outcome[0], outcome[1], time.monotonic() - begun
+        return outcome[0], outcome[1], self._clock.monotonic() - begun
+
+    def _setup_done(self) -> None:
+        """The first setup() of this launch has ended (what ``Supervisor.start()`` waits for)."""
+        if self._setup_ended:
+            return
+        with self._cond:
+            self._setup_ended = True
+            self._cond.notify_all()
+        self._changed()
+
+    def _call_hook(self, hook: Callable[[], None]) -> None:
+        """Call a user hook; a process forked inside it never comes back into this code."""
+        try:
+            hook()
+        except BaseException:
+            if os.getpid() != self._pid:
+                _exit_forked_child(1)
+            raise
+        if os.getpid() != self._pid:
+            _exit_forked_child(0)
 
     def _crashed(self, exc: BaseException, hook: str) -> None:
         """Anything ``setup``/``run`` raised, BaseExceptions included: counted and logged.
@@ -402,38 +589,145 @@ class Service:
         self._emit("service.crashed", "error", exc=exc, hook=hook)
 
     def _record_error(self, exc: BaseException) -> None:
+        try:
+            message = str(exc)
+        except Exception:
+            message = safe_repr(exc)
         self.last_error = {
             "type": type(exc).__qualname__,
-            "message": str(exc),
+            "message": message,
             "traceback": "".join(traceback.format_exception(exc)),
         }
 
-    def _transition(
-        self, new: ServiceState, event: str, level: str = "info", **fields: Any
-    ) -> None:
-        """Change state (thread-safe, waking waiters) and report it.
+    def _move(self, new: ServiceState) -> bool:
+        """Change state if the table allows it; the caller holds ``_cond``. Never silent."""
+        old = self._state
+        if new not in TRANSITIONS[old]:
+            _state.disallowed(self.name, old, new)
+            return False
+        self._state = new
+        self._cond.notify_all()
+        return True
 
-        Once a stop is requested, the service only moves towards STOPPED or FAILED.
+    def _transition(
+        self,
+        new: ServiceState,
+        event: str,
+        level: str = "info",
+        *,
+        unless_stopping: bool = False,
+        exc: BaseException | None = None,
+        **fields: Any,
+    ) -> bool:
+        """Move to *new* and report it; False if not moved.
+
+        With *unless_stopping*, a requested stop wins: the move is not made (not an error).
         """
         with self._cond:
-            if self._stop_event.is_set() and new in (_S.STARTING, _S.RUNNING, _S.BACKOFF):
-                return
-            if new is self._state and new is not _S.STARTING:
-                return
-            self._state = new
-            self._cond.notify_all()
-        self._emit(event, level, **fields)
+            if unless_stopping and self._stop_requested:
+                return False
+            moved = self._move(new)
+        if not moved:
+            self._emit("service.bad_transition", "error", to=new.value, state=self._state.value)
+            return False
+        self._changed()
+        self._emit(event, level, exc=exc, **fields)
+        return True
+
+    def _changed(self) -> None:
+        owner = self._owner
+        if owner is not None:
+            owner._service_changed(self)
 
     def _emit(
         self, event: str, level: str = "info", exc: BaseException | None = None, **fields: Any
     ) -> None:
-        """Log *event* through structlog and hand it to the supervisor's listeners."""
-        if exc is not None:
-            log_safely(self.log, level, event, exc_info=exc, **fields)
-        else:
-            log_safely(self.log, level, event, **fields)
+        """Log *event* (if its level is enabled) and hand it to listeners (if there are any).
+
+        Lifecycle events (``service.*``) go to the ``bgservices.service`` logger; a
+        built-in's own events to its module's logger.
+        """
+        levelno = LEVELS[level]
+        logger = _SERVICE_EVENTS if event.startswith("service.") else _events_logger(type(self))
+        if logger.isEnabledFor(levelno):
+            emit(logger, levelno, event, {"service": self.name, **fields}, exc)
         owner = self._owner
-        if owner is not None:
+        if owner is not None and owner._listeners:
             if exc is not None:
-                fields = {**fields, "error": repr(exc)}
+                fields = {**fields, "error": safe_repr(exc)}
             owner._dispatch(LifecycleEvent(event, self.name, self._state, time.time(), fields))
+
+
+_event_loggers: dict[type, logging.Logger] = {}
+
+
+def _events_logger(cls: type) -> logging.Logger:
+    """The logger of the built-in module *cls* comes from, else ``bgservices.service``."""
+    logger = _event_loggers.get(cls)
+    if logger is None:
+        module = next(
+            (k.__module__ for k in cls.__mro__ if k.__module__.startswith("bgservices.services.")),
+            None,
+        )
+        logger = _event_loggers[cls] = logging.getLogger(module) if module else _SERVICE_EVENTS
+    return logger
+
+
+@functools.cache
+def _reachable(state: ServiceState) -> frozenset[ServiceState]:
+    """States reachable from *state* without a new launch (an ended service stays ended)."""
+    seen, todo = {state}, [state]
+    while todo:
+        current = todo.pop()
+        if current.ended:
+            continue
+        for following in TRANSITIONS[current] - seen:
+            seen.add(following)
+            todo.append(following)
+    return frozenset(seen)
+
+
+def _exit_forked_child(code: int) -> None:
+    """A child forked inside a hook came back into the service thread: end it here."""
+    if code:
+        traceback.print_exc()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _refuse_async_hooks(cls: type) -> None:
+    for hook in _HOOKS:
+        func = cls.__dict__.get(hook)
+        if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            raise TypeError(
+                f"{cls.__qualname__}.{hook} is `async def`, but {cls.__qualname__} runs in a "
+                "thread, where a coroutine is never awaited: make it a plain `def`"
+            )
+
+
+def _refuse_shadowing_options(cls: type) -> None:
+    """An option named like an attribute the framework uses would silently break it."""
+    taken = _framework_names(cls)
+    for name, annotation in inspect.get_annotations(cls).items():
+        if name.startswith("_") or "ClassVar" in str(annotation):
+            continue
+        if name in taken:
+            raise TypeError(
+                f"{cls.__qualname__}: the option {name!r} would shadow the framework's "
+                f"attribute {name!r}; choose another name"
+            )
+
+
+def _framework_names(cls: type) -> set[str]:
+    names: set[str] = set()
+    for base in cls.__mro__[1:]:
+        if base is object:
+            continue
+        annotated = inspect.get_annotations(base)
+        names.update(
+            name for name in vars(base) if not name.startswith("_") and name not in annotated
+        )
+        names.update(getattr(base, "_instance_attributes", ()))
+    return names

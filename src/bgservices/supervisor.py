@@ -1,52 +1,82 @@
 """``Supervisor``: starts services in order, restarts them by policy, stops them in reverse.
 
 Daemon-safe services run in daemon threads and get a short, bounded grace at stop; critical
-services run in non-daemon threads and are joined within the shutdown deadline, so their
+services run in non-daemon threads and are waited for within the shutdown deadline, so their
 teardown runs on every graceful exit path, including the main thread simply returning.
+
+The supervisor's own life is one ``Phase``; every operation (``start``, ``stop``, ``add``,
+``remove``, ``restart``, ``request_stop``) has a defined result in every phase, from any
+thread, listeners and services' own threads included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal
-
-import structlog
+from typing import Any, Literal, TypeVar, overload
 
 from . import _exit
-from ._logging import log_safely
-from ._signals import SignalHandlers, force_exit
+from ._clock import REAL_CLOCK, Clock
+from ._logging import LEVELS, emit
+from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._stacks import thread_stack
 from .backoff import Backoff
 from .errors import ConfigError
 from .options import option, validate_options
-from .service import Service
+from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
 
-__all__ = ["EXIT_STRAGGLER", "StopReport", "Supervisor", "SupervisorSettings"]
+__all__ = ["EXIT_STRAGGLER", "Phase", "StopReport", "Supervisor", "SupervisorSettings"]
 
 #: Exit code when a critical service still runs past the deadline at interpreter exit.
 EXIT_STRAGGLER = 70
 
 Listener = Callable[[LifecycleEvent], Any]
+_S = TypeVar("_S", bound=Service)
+_EVENTS = logging.getLogger("bgservices.supervisor")
+_DETAILED = 10  # late services reported one by one, with their stack; the rest together
+
+_SHUTDOWN_TIMEOUT = 10.0
+_DAEMON_GRACE = 0.5
+_FAILURE_POLICY: Literal["isolate", "shutdown"] = "isolate"
+_STOP_AT_EXIT = True
 
 
 class SupervisorSettings:
     """The ``supervisor`` section: the keyword options of ``Supervisor``."""
 
-    shutdown_timeout: float = option(10.0, gt=0, help="Seconds to stop critical services.")
-    daemon_grace: float = option(0.5, ge=0, help="Seconds daemon-safe services get at stop.")
-    failure_policy: Literal["isolate", "shutdown"] = option(
-        "isolate", help="isolate: others go on; shutdown: a FAILED service stops everything."
+    shutdown_timeout: float = option(
+        default=_SHUTDOWN_TIMEOUT, gt=0, help="Seconds to stop critical services."
     )
-    stop_at_exit: bool = option(True, help="Stop gracefully when the main thread finishes.")
+    daemon_grace: float = option(
+        default=_DAEMON_GRACE, ge=0, help="Seconds daemon-safe services get at stop."
+    )
+    failure_policy: Literal["isolate", "shutdown"] = option(
+        default=_FAILURE_POLICY,
+        help="isolate: others go on; shutdown: a FAILED service stops everything.",
+    )
+    stop_at_exit: bool = option(
+        default=_STOP_AT_EXIT, help="Stop gracefully when the main thread finishes."
+    )
+
+
+class Phase(enum.Enum):
+    """Where a supervisor is in its life. STOPPED can be started again."""
+
+    IDLE = "idle"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
 
 
 @dataclass(frozen=True)
@@ -62,12 +92,44 @@ class StopReport:
     stragglers: tuple[str, ...] = ()
     abandoned: tuple[str, ...] = ()
     elapsed: float = 0.0
-    #: True when this call did not do the stop (another thread is doing it).
+    #: True when this call did not do the stop (another thread, or this one, is doing it).
     in_progress: bool = False
+    #: ``time.monotonic()`` at which the stop's last wait ended; a later wait ends there too.
+    deadline: float = 0.0
 
     @property
     def clean(self) -> bool:
         return not self.stragglers and not self.in_progress
+
+
+@dataclass
+class _StopSummary:
+    """What one stop found late, as an event's fields and as the ``StopReport``."""
+
+    services: list[Service]
+    late: list[Service]
+    begun: float
+    deadline: float
+
+    def names(self, *, daemon: bool) -> tuple[str, ...]:
+        return tuple(s.name for s in self.late if bool(s.daemon) is daemon)
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "services": len(self.services),
+            "elapsed": round(time.monotonic() - self.begun, 4),
+            "stragglers": list(self.names(daemon=False)),
+            "abandoned": list(self.names(daemon=True)),
+        }
+
+    def report(self) -> StopReport:
+        return StopReport(
+            stopped=tuple(s.name for s in self.services if s not in self.late),
+            stragglers=self.names(daemon=False),
+            abandoned=self.names(daemon=True),
+            elapsed=time.monotonic() - self.begun,
+            deadline=self.deadline,
+        )
 
 
 class Supervisor:
@@ -81,11 +143,12 @@ class Supervisor:
         self,
         services: Iterable[Service] = (),
         *,
-        shutdown_timeout: float = 10.0,
-        daemon_grace: float = 0.5,
-        failure_policy: Literal["isolate", "shutdown"] = "isolate",
-        stop_at_exit: bool = True,
+        shutdown_timeout: float = _SHUTDOWN_TIMEOUT,
+        daemon_grace: float = _DAEMON_GRACE,
+        failure_policy: Literal["isolate", "shutdown"] = _FAILURE_POLICY,
+        stop_at_exit: bool = _STOP_AT_EXIT,
         backoff: Backoff | None = None,
+        clock: Clock | None = None,
     ) -> None:
         settings, problems = validate_options(
             SupervisorSettings,
@@ -104,69 +167,103 @@ class Supervisor:
         self.failure_policy: Literal["isolate", "shutdown"] = settings["failure_policy"]
         self.stop_at_exit: bool = settings["stop_at_exit"]
         self.backoff = backoff or Backoff()
-        self.log: Any = structlog.get_logger("bgservices")
+        #: What services read and sleep on; ``bgservices.testing.FakeClock`` in tests.
+        self.clock: Clock = clock or REAL_CLOCK
         self._services: dict[str, Service] = {}
-        self._listeners: list[Listener] = []
+        #: Copied on write, so that events are dispatched without a lock.
+        self._listeners: tuple[Listener, ...] = ()
         self._init_runtime()
         for service in services:
             self.add(service)
         _exit.remember(self)
 
     def _init_runtime(self) -> None:
+        # _lock guards _phase, _services, _launching, _listeners (writes), _report, _stopper,
+        # _wake and _in_run; _changed (on the same lock) wakes whoever waits for a phase or a
+        # service.
         self._lock = threading.RLock()
-        self._phase: Literal["idle", "running", "stopping", "stopped"] = "idle"
-        self._stop_done = threading.Event()
-        self._stop_done.set()
-        self._wakeup = threading.Event()
+        self._changed = threading.Condition(self._lock)
+        self._launching: set[str] = set()  # services between their launch's two locked steps
+        self._phase = Phase.IDLE
         self._report: StopReport | None = None
-        self._failure_shutdown = False
+        self._stopper: threading.Thread | None = None  # the thread doing the current stop
+        self._stop_deadline = 0.0
+        self._wake = False  # run() should stop and return
         self._in_run = False
+        self._failure_shutdown = False
         self._signals: SignalHandlers | None = None
-
-    @classmethod
-    def from_config(cls, config: Mapping[str, Any], *, allow_imports: bool = True) -> Supervisor:
-        """Build a supervisor from a plain dict; see ``bgservices.from_config``."""
-        from .config import from_config
-
-        return from_config(config, allow_imports=allow_imports)
 
     # -- services ------------------------------------------------------------------------
 
     def add(self, service: Service) -> Service:
-        """Add *service*; if the supervisor is running, start it now."""
+        """Add *service*; if the supervisor is starting or running, start it now."""
         if not isinstance(service, Service):
             raise TypeError(f"expected a Service, got {type(service).__name__}")
         with self._lock:
             if service.name in self._services:
                 raise ValueError(f"a service named {service.name!r} is already supervised")
+            service._claim(self)
             self._services[service.name] = service
-            running = self._phase == "running"
-        if running:
-            self._launch(service)
+        self._launch(service)
         return service
 
     def remove(self, name: str) -> Service:
-        """Stop the service called *name* (within ``shutdown_timeout``) and forget it."""
-        service = self[name]
-        self._stop_one(service)
+        """Stop the service called *name* (within ``shutdown_timeout``) and forget it.
+
+        It is forgotten first, so that nothing relaunches it meanwhile. ``RuntimeError`` if it
+        does not stop in time: then it is supervised again, so that the exit still waits for it.
+        """
         with self._lock:
+            service = self[name]
             del self._services[name]
+            self._changed.notify_all()
+        try:
+            self._stop_one(service)
+        except RuntimeError:
+            with self._lock:
+                self._services.setdefault(name, service)
+            raise
+        service._claim(None)
         return service
 
     def restart(self, name: str) -> None:
-        """Stop the service called *name* and start it again in a new thread."""
-        service = self[name]
+        """Stop the service called *name* and start it again in a new thread.
+
+        ``RuntimeError`` unless the supervisor is starting or running, or if a stop of the
+        supervisor began meanwhile (then the service stays stopped). Safe to call from several
+        threads, from a listener or from a service: concurrent restarts launch it once.
+        """
         with self._lock:
-            if self._phase != "running":
-                raise RuntimeError("the supervisor is not running")
+            if self._phase not in (Phase.STARTING, Phase.RUNNING):
+                raise RuntimeError(f"cannot restart: the supervisor is {self._phase.value}")
+            service = self[name]
         self._stop_one(service)
-        self._launch(service)
+        if not self._launch(service) and self._phase not in (Phase.STARTING, Phase.RUNNING):
+            raise RuntimeError("cannot restart: the supervisor began stopping")
 
     def __getitem__(self, name: str) -> Service:
         try:
             return self._services[name]
         except KeyError:
             raise KeyError(f"no service named {name!r}") from None
+
+    @overload
+    def get(self, name: str) -> Service: ...
+
+    @overload
+    def get(self, name: str, kind: type[_S]) -> _S: ...
+
+    def get(self, name: str, kind: type[Service] = Service) -> Service:
+        """The service called *name*, typed as *kind*: ``sup.get("warm", CacheWarmer)``.
+
+        ``KeyError`` if there is none; ``TypeError`` if it is not a *kind*.
+        """
+        service = self[name]
+        if not isinstance(service, kind):
+            raise TypeError(
+                f"service {name!r} is a {type(service).__qualname__}, not a {kind.__qualname__}"
+            )
+        return service
 
     def __iter__(self) -> Iterator[Service]:
         return iter(list(self._services.values()))
@@ -177,13 +274,17 @@ class Supervisor:
     # -- status --------------------------------------------------------------------------
 
     @property
+    def phase(self) -> Phase:
+        return self._phase
+
+    @property
     def running(self) -> bool:
-        return self._phase == "running"
+        return self._phase is Phase.RUNNING
 
     @property
     def healthy(self) -> bool:
         """True while running with every critical service RUNNING."""
-        return self._phase == "running" and all(
+        return self._phase is Phase.RUNNING and all(
             s.state is ServiceState.RUNNING for s in self if not s.daemon
         )
 
@@ -192,184 +293,340 @@ class Supervisor:
         return {s.name: s.status() for s in self}
 
     def wait_running(self, timeout: float | None = None) -> bool:
-        """Block until every service is RUNNING; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for service in self:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not service.wait_for_state(ServiceState.RUNNING, timeout=remaining):
-                return False
-        return True
+        """Block until every service is RUNNING; False on timeout, or at once when one of them
+        can no longer get there (it failed or stopped) or the supervisor is stopping."""
 
-    # -- listeners -----------------------------------------------------------------------
+        def settled() -> bool:
+            if self._phase in (Phase.STOPPING, Phase.STOPPED):
+                return True
+            return all(s.state is ServiceState.RUNNING or s.state.ended or s.stopping for s in self)
+
+        with self._changed:
+            self._changed.wait_for(settled, timeout)
+            return self._phase in (Phase.STARTING, Phase.RUNNING) and all(
+                s.state is ServiceState.RUNNING for s in self
+            )
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until no stop is under way and nothing runs (stopped, or never started);
+        False on timeout. Useful after ``request_stop()`` or a stop begun by a service."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self._phase in (Phase.IDLE, Phase.STOPPED), timeout
+            )
+
+    # -- listeners and events ------------------------------------------------------------
 
     def add_listener(self, callback: Listener) -> None:
-        """Call *callback* with every ``LifecycleEvent``, in the thread where it happens."""
-        self._listeners.append(callback)
+        """Call *callback* with every ``LifecycleEvent``, in the thread where it happens.
+
+        Whatever it raises (``BaseException`` included) is logged and goes no further.
+        """
+        with self._lock:
+            self._listeners = (*self._listeners, callback)
 
     def remove_listener(self, callback: Listener) -> None:
-        self._listeners.remove(callback)
+        with self._lock:
+            listeners = list(self._listeners)
+            listeners.remove(callback)
+            self._listeners = tuple(listeners)
 
     def _dispatch(self, event: LifecycleEvent) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
-            except Exception as exc:
-                log_safely(
-                    self.log, "error", "listener.failed", listener=repr(listener), exc_info=exc
-                )
+            except BaseException as exc:  # user code: never into stop(), never as a Ctrl-C
+                if from_signal(exc):
+                    raise  # the operator's signal, raised while the listener ran
+                emit(
+                    _EVENTS, logging.ERROR, "listener.failed",
+                    {"listener": safe_repr(listener), "event": event.event}, exc,
+                )  # fmt: skip
 
     def _emit(self, event: str, level: str = "info", **fields: Any) -> None:
-        log_safely(self.log, level, event, **fields)
-        self._dispatch(LifecycleEvent(event, None, None, time.time(), fields))
+        levelno = LEVELS[level]
+        if _EVENTS.isEnabledFor(levelno):
+            emit(_EVENTS, levelno, event, fields)
+        if self._listeners:
+            self._dispatch(LifecycleEvent(event, None, None, time.time(), fields))
 
     # -- start ---------------------------------------------------------------------------
 
     def start(self) -> Supervisor:
-        """Start every service in the order added; return once each one's setup() has ended."""
+        """Start every service in the order added; return once each one's setup() has ended.
+
+        A no-op while starting or running; ``RuntimeError`` while stopping, or once the
+        interpreter is shutting down (from an ``atexit`` handler, or a daemon thread after
+        the main thread returned), where its threads could not be stopped gracefully.
+        """
+        if _exit.interpreter_exiting():
+            raise RuntimeError(
+                "cannot start a supervisor while the interpreter is shutting down "
+                "(from an atexit handler, or after the main thread has finished)"
+            )
         with self._lock:
-            if self._phase == "running":
+            if self._phase in (Phase.STARTING, Phase.RUNNING):
                 return self
-            if self._phase == "stopping":
-                raise RuntimeError("the supervisor is stopping")
-            self._phase = "running"
+            if self._phase is Phase.STOPPING:
+                raise RuntimeError("cannot start: the supervisor is stopping")
+            self._phase = Phase.STARTING
             self._report = None
             self._failure_shutdown = False
             if not self._in_run:  # run() cleared it before its signal handlers went in
-                self._wakeup.clear()
+                self._wake = False
             services = list(self._services.values())
         if self.stop_at_exit:
             _exit.track(self)
-        self._emit("supervisor.starting", services=[s.name for s in services])
+        began = time.monotonic()
+        self._emit("supervisor.starting", "debug", services=[s.name for s in services])
         for service in services:
-            if self._phase != "running" or self._wakeup.is_set():
+            if self._wake or self._phase is not Phase.STARTING:
                 break  # a stop (a signal, request_stop, a failure) arrived while starting
-            self._launch(service)
-        self._emit("supervisor.started")
+            if self._launch(service):
+                self._wait_setup(service)
+        with self._lock:
+            if self._phase is Phase.STARTING:
+                self._phase = Phase.RUNNING
+                self._changed.notify_all()
+        self._emit(
+            "supervisor.started",
+            services=len(services),
+            elapsed=round(time.monotonic() - began, 4),
+        )
         return self
 
-    def _launch(self, service: Service) -> None:
-        service._launch(self, self.backoff)
-        # Short waits, so that a signal reaches the main thread while a setup() is slow.
-        while not service._first_setup_done.wait(0.25):
-            if self._phase != "running" or self._wakeup.is_set():
-                return
+    def _launch(self, service: Service) -> bool:
+        """Start *service*'s thread if the supervisor is starting or running; True if started.
+
+        Two locked steps around ``init_state()`` (user code, never run under the lock); a
+        service is in ``_launching`` between them, so that concurrent launches make one.
+        """
+        with self._lock:
+            if not self._may_launch(service) or service.name in self._launching:
+                return False
+            if service.state.active or not service._exited:
+                return False  # already launched (by add() or restart() while starting)
+            self._launching.add(service.name)
+        try:
+            try:
+                service._prepare_launch(self.backoff, self.clock)
+            except Exception as exc:  # init_state() is user code
+                error: BaseException | None = exc
+            else:
+                with self._lock:  # no launch once a stop began, and never after a remove()
+                    if not self._may_launch(service):
+                        return False
+                    error = service._start_thread()
+        finally:
+            with self._lock:
+                self._launching.discard(service.name)
+        if error is not None:
+            service._launch_failed(error)
+            return False
+        return True
+
+    def _may_launch(self, service: Service) -> bool:
+        """Starting or running, and *service* still supervised here (the caller holds _lock)."""
+        return (
+            self._phase in (Phase.STARTING, Phase.RUNNING)
+            and self._services.get(service.name) is service
+        )
+
+    def _wait_setup(self, service: Service) -> None:
+        """Until *service*'s first setup() ended, a stop began, or it was removed."""
+        with self._changed:
+            self._changed.wait_for(
+                lambda: (
+                    service._setup_ended
+                    or self._wake
+                    or self._phase is not Phase.STARTING
+                    or self._services.get(service.name) is not service
+                )
+            )
 
     # -- stop ----------------------------------------------------------------------------
 
     def stop(self, timeout: float | None = None) -> StopReport:
-        """Stop every service in reverse start order within *timeout* (``shutdown_timeout``).
+        """Stop every service within *timeout* (``shutdown_timeout``) plus ``daemon_grace``.
 
-        Critical services are joined one by one; daemon-safe services then get
-        ``daemon_grace`` seconds. Whatever still runs is a straggler: logged with its
-        stack and named in the report, never waited on further. Safe to call twice, from
-        several threads at once, or from inside a service.
+        Critical services are stopped one by one in reverse start order; daemon-safe services
+        are asked at once and get ``daemon_grace``; services marked ``stop_last`` (the log
+        collector) follow them. Whatever still runs at its deadline is logged with its stack
+        and named in the report, never waited on further. Safe to call twice, from several
+        threads at once, from a listener, or from inside a service (which then does not wait
+        for the stop it began).
         """
         timeout = self.shutdown_timeout if timeout is None else timeout
+        if not timeout >= 0:  # NaN or negative: a caller's mistake, not a wait
+            raise ValueError(f"stop(timeout=...) must be >= 0, got {timeout!r}")
+        timeout = min(timeout, threading.TIMEOUT_MAX / 4)  # the clock's own limit, with room
         me = threading.current_thread()
         with self._lock:
             phase = self._phase
-            if phase in ("idle", "stopped"):
+            if phase is Phase.IDLE:
+                return StopReport()
+            if phase is Phase.STOPPED:
                 return self._report or StopReport()
-            if phase == "running":
-                self._phase = "stopping"
-                self._stop_done.clear()
+            if phase is Phase.STOPPING:
+                return self._await_stop(me)
+            self._phase = Phase.STOPPING
+            self._stopper = me
+            self._wake = True
+            self._stop_deadline = time.monotonic() + timeout + self.daemon_grace
+            self._changed.notify_all()
             services = list(self._services.values())
-        if phase == "stopping":  # another thread is stopping; wait for it unless it waits for us
-            if any(s.thread is me for s in services):
-                return StopReport(in_progress=True)
-            self._stop_done.wait(timeout + self.daemon_grace)
-            return self._report or StopReport(in_progress=True)
+        report = StopReport(in_progress=True)
         try:
-            report = self._stop_all(services, timeout, me)
+            with deferring():  # a first signal does not cut this stop short
+                report = self._stop_all(services, timeout)
         finally:
             with self._lock:
-                self._phase = "stopped"
-            self._stop_done.set()
-            self._wakeup.set()
+                self._report = report
+                self._phase = Phase.STOPPED
+                self._stopper = None
+                self._changed.notify_all()
         return report
 
-    def _stop_all(
-        self, services: list[Service], timeout: float, me: threading.Thread
-    ) -> StopReport:
+    def _await_stop(self, me: threading.Thread) -> StopReport:
+        """Another stop is under way (the caller holds ``_lock``): its report, or in_progress."""
+        if me is self._stopper or in_service_thread():
+            return StopReport(in_progress=True)  # waiting could wait for ourselves
+        with deferring():
+            self._changed.wait_for(
+                lambda: self._phase is not Phase.STOPPING,
+                max(0.0, self._stop_deadline - time.monotonic()) + 1.0,
+            )
+        return self._report or StopReport(in_progress=True)
+
+    def _stop_all(self, services: list[Service], timeout: float) -> StopReport:
         begun = time.monotonic()
         deadline = begun + timeout
-        self._emit("supervisor.stopping", timeout=timeout)
-        in_order = services[::-1]
-        try:
-            for index, service in enumerate(in_order):
-                service._request_stop()
-                if service.daemon or service.thread is me:
-                    continue
-                if not service._join(deadline - time.monotonic()):
-                    for rest in in_order[index + 1 :]:  # past the deadline: ask all at once
-                        rest._request_stop()
-                    break
-        except BaseException:  # e.g. KeyboardInterrupt in a join: leave nothing running unasked
-            for service in in_order:
-                service._request_stop()
-            raise
-        grace_end = time.monotonic() + self.daemon_grace
-        for service in in_order:
-            if service.thread is not me:
-                service._join(grace_end - time.monotonic())
-        still_running = [s for s in services if self._alive(s, me)]
-        for service in still_running:
-            assert service.thread is not None
-            self._emit(
-                "supervisor.abandoned" if service.daemon else "supervisor.straggler",
-                "warning" if service.daemon else "error",
-                service=service.name,
-                state=service.state.value,
-                stack=thread_stack(service.thread),
-            )
-        report = StopReport(
-            stopped=tuple(s.name for s in services if s not in still_running),
-            stragglers=tuple(s.name for s in still_running if not s.daemon),
-            abandoned=tuple(s.name for s in still_running if s.daemon),
-            elapsed=time.monotonic() - begun,
-        )
-        self._report = report
-        if not report.stragglers:
-            _exit.untrack(self)  # a critical straggler still needs the exit hook
-        self._emit(
-            "supervisor.stopped",
-            elapsed=round(report.elapsed, 4),
-            stragglers=list(report.stragglers),
-            abandoned=list(report.abandoned),
-        )
+        final = deadline + self.daemon_grace
+        self._emit("supervisor.stopping", "debug", timeout=timeout)
+        newest_first = services[::-1]
+        last = [s for s in newest_first if s.stop_last]
+        first = [s for s in newest_first if s not in last]
+        self._stop_group(first, deadline, final)
+        late = self._report_late(first)
+        summary = _StopSummary(services, late, begun, final)
+        self._emit("supervisor.stopped", **summary.fields())  # the log collector still records it
+        self._stop_group(last, final, final)
+        summary.late += self._report_late(last)
+        report = summary.report()
+        if not any(not s.daemon and not s._exited for s in services):
+            _exit.untrack(self)  # a critical service still running needs the exit hook
         return report
 
-    @staticmethod
-    def _alive(service: Service, me: threading.Thread) -> bool:
+    def _stop_group(self, services: list[Service], deadline: float, final: float) -> None:
+        """Daemon-safe ones asked at once; critical ones one by one until *deadline*, then
+        the rest at once; then everyone gets the daemon grace, never past *final*."""
+        critical = [s for s in services if not s.daemon]
+        for service in services:
+            if service.daemon:
+                service._request_stop()
+        for index, service in enumerate(critical):
+            service._request_stop()
+            if not service._wait_exited(deadline - time.monotonic()) and service._running_elsewhere:
+                rest = critical[index + 1 :]
+                if rest:  # past the deadline: ask the rest at once, with one event for all
+                    self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
+                    for other in rest:
+                        other._request_stop(quiet=True)
+                break
+        grace_end = min(time.monotonic() + self.daemon_grace, final)
+        for service in services:
+            service._wait_exited(grace_end - time.monotonic())
+
+    def _report_late(self, services: list[Service]) -> list[Service]:
+        """Services still running elsewhere, logged: the first few one by one with their
+        stack, the rest in one event, so that reporting a thousand cannot overrun the stop."""
+        late = [s for s in services if s._running_elsewhere]
+        for service in late[:_DETAILED]:
+            self._report_one_late(service)
+        if len(late) > _DETAILED:
+            rest = late[_DETAILED:]
+            self._emit(
+                "supervisor.late",
+                "error" if any(not s.daemon for s in rest) else "info",
+                stragglers=[s.name for s in rest if not s.daemon],
+                abandoned=[s.name for s in rest if s.daemon],
+            )
+        return late
+
+    def _report_one_late(self, service: Service) -> None:
         thread = service.thread
-        return thread is not None and thread is not me and thread.is_alive()
+        stack = thread_stack(thread) if thread is not None else ""
+        if not service.daemon:
+            self._emit(
+                "supervisor.straggler", "error", service=service.name,
+                state=service.state.value, stack=stack,
+            )  # fmt: skip
+            return
+        fields: dict[str, Any] = {"service": service.name, "state": service.state.value}
+        if _EVENTS.isEnabledFor(logging.DEBUG):
+            fields["stack"] = stack  # best effort, abandoned by design: no crash, no stack
+        self._emit("supervisor.abandoned", **fields)
 
     def _stop_one(self, service: Service) -> None:
+        """Stop one service within ``shutdown_timeout``, and never past a stop under way."""
         service._request_stop()
-        if not service._join(self.shutdown_timeout):
-            assert service.thread is not None
+        with self._lock:
+            deadline = time.monotonic() + self.shutdown_timeout
+            if self._phase is Phase.STOPPING:
+                deadline = min(deadline, self._stop_deadline)
+        if not service._wait_exited(deadline - time.monotonic()) and service._running_elsewhere:
+            thread = service.thread
             self._emit(
                 "supervisor.straggler",
                 "warning" if service.daemon else "error",  # a daemon-safe one may be abandoned
                 service=service.name,
-                stack=thread_stack(service.thread),
+                stack=thread_stack(thread) if thread is not None else "",
             )
             raise RuntimeError(
                 f"service {service.name!r} did not stop within {self.shutdown_timeout:g}s"
             )
 
-    def _stop_at_exit(self) -> None:
-        """Called by the exit hook: stop gracefully; a critical straggler ends the process."""
-        deadline = time.monotonic() + self.shutdown_timeout + self.daemon_grace
-        self._emit("supervisor.exit", reason="main thread finished")
-        me = threading.current_thread()
+    def request_stop(self) -> None:
+        """Begin a stop without waiting for it; safe from any thread, a listener or a service.
+
+        Inside ``run()``, ``run()`` wakes up, stops and returns. Otherwise a thread named
+        ``bgservices:stopper`` does the stop; ``stop()`` from elsewhere waits for it.
+        """
+        with self._lock:
+            self._wake = True
+            self._changed.notify_all()
+            if self._in_run or self._phase not in (Phase.STARTING, Phase.RUNNING):
+                return
+            if self._stopper is not None:
+                return
+            stopper = self._stopper = threading.Thread(
+                target=self.stop, name="bgservices:stopper", daemon=False
+            )
         try:
-            self.stop()
-            for service in [s for s in self if not s.daemon and self._alive(s, me)]:
-                service._join(deadline - time.monotonic())
+            stopper.start()
+        except RuntimeError:  # no new threads at interpreter shutdown: the exit hook stops us
+            with self._lock:
+                self._stopper = None
+
+    def _stop_at_exit(self) -> None:
+        """Called by the exit hook: stop gracefully; a critical straggler ends the process.
+
+        A service already reported as a straggler gets no second deadline; one still running
+        for another reason (it called ``stop()`` itself) gets ``shutdown_timeout``.
+        """
+        self._emit("supervisor.exit", reason="main thread finished")
+        try:
+            report = self.stop()
+            fresh = time.monotonic() + self.shutdown_timeout
+            for service in [s for s in self if not s.daemon]:
+                deadline = report.deadline if service.name in report.stragglers else fresh
+                with deferring():
+                    service._wait_exited(deadline - time.monotonic())
         except KeyboardInterrupt:  # Ctrl-C while the exit waits on a service: the operator insists
             force_exit(signal.SIGINT)
-        stuck = [s for s in self if not s.daemon and self._alive(s, me)]
+        except SystemExit:  # a deferred SIGTERM: the process is exiting already
+            pass
+        stuck = [s for s in self if not s.daemon and s._running_elsewhere]
         if stuck:
             self._emit(
                 "supervisor.exit_forced",
@@ -385,22 +642,28 @@ class Supervisor:
 
     # -- service callbacks (in service threads) ---------------------------------------------
 
+    def _service_changed(self, service: Service) -> None:
+        with self._changed:
+            self._changed.notify_all()
+
     def _service_ended(self, service: Service) -> None:
-        if self._phase == "stopped" and service.name in (self._report or StopReport()).stragglers:
-            me = threading.current_thread()
-            if not any(not s.daemon and self._alive(s, me) for s in self):
-                _exit.untrack(self)  # the last critical straggler has finished after all
+        with self._changed:
+            self._changed.notify_all()
+            phase = self._phase
+        if phase is Phase.STOPPED:
+            if not any(not s.daemon and not s._exited for s in self):
+                _exit.untrack(self)  # the last critical service still running has finished
             return
-        if (
-            service.state is ServiceState.FAILED
-            and self.failure_policy == "shutdown"
-            and self._phase == "running"
-        ):
+        if phase not in (Phase.STARTING, Phase.RUNNING):
+            return  # a stop is under way: it waits for this service itself
+        if service.state is ServiceState.FAILED and self.failure_policy == "shutdown":
             self._failure_shutdown = True
             self._emit("supervisor.failure_shutdown", "error", service=service.name)
-            self.stop()
+            self.request_stop()
         elif all(s.state.ended for s in self):
-            self._wakeup.set()
+            with self._changed:
+                self._wake = True
+                self._changed.notify_all()
 
     # -- run, signals, context manager ----------------------------------------------------------
 
@@ -416,47 +679,44 @@ class Supervisor:
         """
         restore = None
         report: StopReport | None = None
-        self._wakeup.clear()
-        self._in_run = True
-        if threading.current_thread() is threading.main_thread():
-            restore = self.install_signal_handlers()
+        with self._lock:
+            self._wake = False
+            self._in_run = True
         try:
+            if threading.current_thread() is threading.main_thread():
+                restore = self.install_signal_handlers()
             self.start()
-            while not self._wakeup.wait(0.25):
-                pass
+            with self._changed:
+                self._changed.wait_for(lambda: self._wake)
             report = self.stop()
         finally:
-            self._in_run = False
+            with self._lock:
+                self._in_run = False
             if restore is not None and (report is None or not report.stragglers):
                 restore()
         failed = any(s.state is ServiceState.FAILED and not s.daemon for s in self)
         return 1 if self._failure_shutdown or failed or not report.clean else 0
 
-    def request_stop(self) -> None:
-        """Ask ``run()`` to stop and return; safe from any thread or a signal handler."""
-        self._wakeup.set()
-
     def install_signal_handlers(self) -> Callable[[], None]:
         """Handle SIGINT/SIGTERM (main thread only); returns a function restoring the old ones.
 
-        Inside ``run()`` the first signal makes ``run()`` stop and return. Outside it, the first
-        SIGINT raises ``KeyboardInterrupt`` and the first SIGTERM raises ``SystemExit(143)`` in
-        the main thread, so the application unwinds and the exit hook stops the services.
-        A second signal logs every thread's stack and exits at once with 128+signum.
+        The handlers only record the signal and wake a thread. Inside ``run()`` the first
+        signal makes ``run()`` stop and return. Outside it, the first SIGINT raises
+        ``KeyboardInterrupt`` and the first SIGTERM raises ``SystemExit(143)`` in the main
+        thread, so the application unwinds and the exit hook stops the services; if the main
+        thread is waiting in a bgservices stop, that is raised when the stop has finished. A
+        second signal logs every thread's stack and exits at once with 128+signum.
         """
-        handlers = SignalHandlers(self._on_signal)
+        handlers = SignalHandlers(self._on_signal, raises=lambda: not self._in_run)
         handlers.install()
         self._signals = handlers
         return handlers.restore
 
     def _on_signal(self, signum: int) -> None:
+        """The first signal, in the signal watcher thread (never in the handler)."""
         self._emit("supervisor.signal", "warning", signal=signal.Signals(signum).name)
         if self._in_run:
-            self._wakeup.set()
-        elif signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        else:
-            raise SystemExit(128 + signum)
+            self.request_stop()
 
     def __enter__(self) -> Supervisor:
         return self.start()
@@ -470,7 +730,7 @@ class Supervisor:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<Supervisor {self._phase} services={list(self._services)}>"
+        return f"<Supervisor {self._phase.value} services={list(self._services)}>"
 
     # -- fork ------------------------------------------------------------------------------
 

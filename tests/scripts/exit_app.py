@@ -6,11 +6,15 @@ OUTDIR/teardown. MODE picks how the application ends.
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
 
 from bgservices import LifecycleEvent, PeriodicService, Service, Supervisor
+
+# The application's logging: bgservices' events (DEBUG and up) on stdout, one per line.
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
 
 mode, out = sys.argv[1], Path(sys.argv[2])
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import warnings
 from pathlib import Path
 
 from bgservices import Service, ServiceState, Supervisor
+
+# The application's logging: bgservices' events (DEBUG and up) on stdout, one per line.
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
 
 out = Path(sys.argv[1])
 warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork() of a threaded process

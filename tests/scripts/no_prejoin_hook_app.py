@@ -5,6 +5,7 @@ A daemon watcher thread waits for the main thread to finish and then stops the s
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -12,6 +13,9 @@ from pathlib import Path
 del threading._register_atexit  # type: ignore[attr-defined]
 
 from bgservices import Service, Supervisor  # noqa: E402  (imported after the hook is gone)
+
+# The application's logging: bgservices' events (DEBUG and up) on stdout, one per line.
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
 
 out = Path(sys.argv[1])
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from pathlib import Path
 
 from bgservices import Service, Supervisor
+
+# The application's logging: bgservices' events (DEBUG and up) on stdout, one per line.
+logging.basicConfig(level=logging.DEBUG, stream=sys.stdout, format="%(name)s %(message)s")
 
 out = Path(sys.argv[1])
 

@@ -146,7 +146,7 @@ def test_stdlib_and_structlog_records_render_alike(make_supervisor, tmp_path: Pa
 def test_events_keep_their_name_fields_time_and_exception(make_supervisor, tmp_path) -> None:
     """A record shaped like bgservices' own events: ``event`` and fields as extras."""
     path = tmp_path / "events.log"
-    logger = _logger("bgservices.service")
+    logger = _logger("bgservices.shaped")
     with make_supervisor(LogCollector(path=str(path), loggers=["bgservices"])):
         logger.info(
             "service.running service=db attempt=2",
@@ -156,12 +156,12 @@ def test_events_keep_their_name_fields_time_and_exception(make_supervisor, tmp_p
             {}["missing"]
         except KeyError as exc:
             logger.error("service.crashed", exc_info=exc, extra={"event": "service.crashed"})
-    running, crashed = lines(path)
+    running, crashed = [r for r in lines(path) if r["logger"] == "bgservices.shaped"]
     stamp = datetime.fromisoformat(running.pop("timestamp"))
     assert stamp.utcoffset() is not None and stamp.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
     assert abs(stamp.timestamp() - time.time()) < 60
     assert running == {
-        "level": "info", "logger": "bgservices.service", "event": "service.running",
+        "level": "info", "logger": "bgservices.shaped", "event": "service.running",
         "service": "db", "attempt": 2, "level_": "x",
     }  # fmt: skip
     assert crashed["event"] == "service.crashed" and "KeyError: 'missing'" in crashed["exception"]
@@ -461,18 +461,18 @@ def _readme_collector_example() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-@pytest.mark.xfail(
-    reason="needs bgservices' events as stdlib records (issue 12, the core's logging)",
-    strict=False,
-)
-def test_the_readme_example_collects_every_services_lifecycle(tmp_path: Path) -> None:
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_the_readme_example_collects_the_lifecycle_to_the_end(tmp_path: Path, level: str) -> None:
+    """At INFO the supervisor's start and stop; at DEBUG every service's, teardown included."""
+    code = _readme_collector_example().replace("logging.INFO", f"logging.{level}")
     done = subprocess.run(
-        [sys.executable, "-c", _readme_collector_example()],
-        cwd=tmp_path, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
-    records = lines(tmp_path / "app.log")
-    assert "this line reaches app.log, whatever happens next" in [r["event"] for r in records]
-    monitor = [r["event"] for r in records if r.get("service") == "memory_monitor"]
-    for event in ("service.starting", "service.running", "service.stopping", "service.stopped"):
-        assert event in monitor, (event, monitor)
+    events = [(r.get("service"), r["event"]) for r in lines(tmp_path / "app.log")]
+    assert (None, "this line reaches app.log, whatever happens next") in events
+    assert events[-1] == (None, "supervisor.stopped") or level == "DEBUG"
+    assert (None, "supervisor.started") in events and (None, "supervisor.stopped") in events
+    if level == "DEBUG":
+        for event in ("service.starting", "service.running", "service.stopping", "service.stopped"):
+            assert ("memory_monitor", event) in events, events

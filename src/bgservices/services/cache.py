@@ -14,7 +14,6 @@ import cachetools
 from ..errors import Problem
 from ..options import option
 from ..periodic import PeriodicService
-from ..registry import register
 from ..service import iso_time
 from ..state import ServiceState
 
@@ -80,7 +79,6 @@ class MemoryCache:
         return self.get(key, _MISSING) is not _MISSING
 
 
-@register("cache_warmer")
 class CacheWarmer(PeriodicService):
     """Refreshes a cache every ``interval`` from ``loader()`` or from ``fetch(key)`` per key.
 
@@ -92,32 +90,36 @@ class CacheWarmer(PeriodicService):
     they do; what hangs is abandoned, counted and shown in status (``hung_workers``).
     """
 
+    type_name = "cache_warmer"
+
     daemon_safe = True
     interval = 60.0
 
     loader: Callable[[], Mapping[Hashable, Any]] | None = option(
-        None, help="Returns the whole mapping to cache; or use keys + fetch."
+        default=None, help="Returns the whole mapping to cache; or use keys + fetch."
     )
     keys: list[Any] | Callable[[], Iterable[Any]] | None = option(
-        None, help="The keys to warm, or a callable returning them (with fetch)."
+        default=None, help="The keys to warm, or a callable returning them (with fetch)."
     )
-    fetch: Callable[[Any], Any] | None = option(None, help="Returns the value for one key.")
-    max_workers: int = option(4, ge=1, help="Concurrent fetches.")
-    ttl: float | None = option(None, gt=0, help="Seconds a value lives (3 x interval).")
-    maxsize: int = option(10_000, ge=1, help="Entries the default in-memory cache holds.")
+    fetch: Callable[[Any], Any] | None = option(default=None, help="Returns the value for one key.")
+    max_workers: int = option(default=4, ge=1, help="Concurrent fetches.")
+    ttl: float | None = option(default=None, gt=0, help="Seconds a value lives (3 x interval).")
+    maxsize: int = option(default=10_000, ge=1, help="Entries the default in-memory cache holds.")
     should_cache: Callable[[Any, Any], bool] | None = option(
-        None, help="should_cache(key, value) -> False skips the value."
+        default=None, help="should_cache(key, value) -> False skips the value."
     )
     backend: CacheBackend | None = option(
-        None, help="A CacheBackend object to fill instead of the in-memory cache."
+        default=None, help="A CacheBackend object to fill instead of the in-memory cache."
     )
     run_timeout: float | None = option(
-        None,
+        default=None,
         gt=0,
         help="Seconds a run may take (interval, at least 1); the rest fails as timed out.",
     )
     fetch_timeout: float | None = option(
-        None, gt=0, help="Seconds one fetch(key) may take (run_timeout); then it is abandoned."
+        default=None,
+        gt=0,
+        help="Seconds one fetch(key) may take (run_timeout); then it is abandoned.",
     )
 
     @classmethod
@@ -322,6 +324,10 @@ class CacheWarmer(PeriodicService):
     def _spare_threads(self) -> int:
         """Workers a run may still start: hung ones count, up to 2 x ``max_workers``."""
         return max(0, 2 * self.max_workers - sum(t.is_alive() for t in self._hung))
+
+    def summary(self) -> str:
+        """One line for status tables: runs, keys cached, failures."""
+        return f"runs={self.runs} keys={self.keys_warmed} failures={self.failures}"
 
     def stats(self) -> dict[str, Any]:
         return {

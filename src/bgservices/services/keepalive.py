@@ -16,7 +16,6 @@ from .._redact import redact_headers, redact_text, redact_url, url_secrets
 from ..errors import Problem
 from ..options import option
 from ..periodic import PeriodicService
-from ..registry import register
 
 if TYPE_CHECKING:
     import requests
@@ -30,7 +29,6 @@ class Health(enum.StrEnum):
     DOWN = "down"
 
 
-@register("keep_alive")
 class KeepAlive(PeriodicService):
     """Pings ``url`` every ``interval`` with one ``requests.Session`` and tracks UP/DOWN.
 
@@ -42,25 +40,35 @@ class KeepAlive(PeriodicService):
     and Authorization/Cookie headers never appear in logs or status.
     """
 
+    type_name = "keep_alive"
+
     daemon_safe = True
     interval = 30.0
 
     url: str = option(help="The URL to ping (http or https).")
-    method: Literal["HEAD", "GET"] = option("HEAD", help="HTTP method of the ping.")
-    timeout: float = option(5.0, gt=0, help="Seconds before a ping fails (always set).")
+    method: Literal["HEAD", "GET"] = option(default="HEAD", help="HTTP method of the ping.")
+    timeout: float = option(default=5.0, gt=0, help="Seconds before a ping fails (always set).")
     expected_status: list[int] | None = option(
-        None, help="Statuses that count as up; 2xx and 3xx by default."
+        default=None, help="Statuses that count as up; 2xx and 3xx by default."
     )
-    headers: dict[str, str] = option({}, help="Extra request headers (secret ones redacted).")
-    verify: bool = option(True, help="Verify TLS certificates.")
-    failure_threshold: int = option(3, ge=1, help="Failures in a row before DOWN.")
+    headers: dict[str, str] = option(
+        default={}, help="Extra request headers (secret ones redacted)."
+    )
+    verify: bool = option(default=True, help="Verify TLS certificates.")
+    failure_threshold: int = option(default=3, ge=1, help="Failures in a row before DOWN.")
     down_backoff: bool = option(
-        False, help="While DOWN, probe at doubling intervals (up to 8 x interval)."
+        default=False, help="While DOWN, probe at doubling intervals (up to 8 x interval)."
     )
-    on_down: Callable[[KeepAlive], Any] | None = option(None, help="Called once on going DOWN.")
-    on_up: Callable[[KeepAlive], Any] | None = option(None, help="Called once on recovering.")
-    latency_window: int = option(100, ge=1, help="Pings the latency figures are taken over.")
-    tcp_keepalive: bool = option(True, help="Set TCP keepalive on the connection.")
+    on_down: Callable[[KeepAlive], Any] | None = option(
+        default=None, help="Called once on going DOWN."
+    )
+    on_up: Callable[[KeepAlive], Any] | None = option(
+        default=None, help="Called once on recovering."
+    )
+    latency_window: int = option(
+        default=100, ge=1, help="Pings the latency figures are taken over."
+    )
+    tcp_keepalive: bool = option(default=True, help="Set TCP keepalive on the connection.")
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
@@ -197,6 +205,11 @@ class KeepAlive(PeriodicService):
         if self.health is Health.DOWN and self.down_backoff:
             beyond = self.consecutive_failures - self.failure_threshold
             self._skip_until = now + self.interval * (min(2**beyond, 8) - 1)
+
+    def summary(self) -> str:
+        """One line for status tables: health and the p95 latency."""
+        p95 = self.stats().get("latency_p95")
+        return f"health={self.health.value}" + (f" p95={p95 * 1000:.1f}ms" if p95 else "")
 
     def stats(self) -> dict[str, Any]:
         latencies = list(self._latencies)

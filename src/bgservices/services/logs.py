@@ -13,7 +13,6 @@ from typing import IO, Any, ClassVar, Literal
 
 from ..errors import Problem
 from ..options import option
-from ..registry import register
 from ..service import Service
 from ._logfile import SharedLogFile
 from ._logrender import Captured, Renderer
@@ -24,7 +23,6 @@ _STOP: Any = object()  # queued by a stop request, after every record accepted b
 _BATCH = 2048
 
 
-@register("log_collector")
 class LogCollector(Service):
     """Collects stdlib and structlog records through a queue and writes them from its thread.
 
@@ -35,24 +33,34 @@ class LogCollector(Service):
     thread renders JSON (or console) lines and writes each batch with one ``write()``.
     """
 
+    type_name = "log_collector"
+
     #: Stopped after every other service and the daemon-safe ones' grace, so that their
     #: teardown records and the supervisor's final events still reach the file.
     stop_last: ClassVar[bool] = True
 
-    path: str | None = option(None, help="File to write (size-rotated).")
+    path: str | None = option(default=None, help="File to write (size-rotated).")
     max_bytes: int = option(
-        10 * 1024 * 1024, ge=0, help="Rotate the file past this size; 0: never."
+        default=10 * 1024 * 1024, ge=0, help="Rotate the file past this size; 0: never."
     )
-    backups: int = option(5, ge=0, help="Rotated files to keep.")
-    stream: Literal["stdout", "stderr"] | None = option(None, help="Also write to this stream.")
-    format: Literal["json", "console"] = option("json", help="JSON lines, or console lines.")
-    loggers: list[str] = option([""], help="Logger names to collect from ('' is the root logger).")
+    backups: int = option(default=5, ge=0, help="Rotated files to keep.")
+    stream: Literal["stdout", "stderr"] | None = option(
+        default=None, help="Also write to this stream."
+    )
+    format: Literal["json", "console"] = option(
+        default="json", help="JSON lines, or console lines."
+    )
+    loggers: list[str] = option(
+        default=[""], help="Logger names to collect from ('' is the root logger)."
+    )
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = option(
-        "DEBUG", help="Lowest level collected (loggers' own levels still apply)."
+        default="DEBUG", help="Lowest level collected (loggers' own levels still apply)."
     )
-    max_queue: int = option(0, ge=0, help="Most records waiting to be written; 0: no bound.")
+    max_queue: int = option(
+        default=0, ge=0, help="Most records waiting to be written; 0: no bound."
+    )
     on_full: Literal["block", "drop"] = option(
-        "block", help="When the queue is full: block the logging thread, or drop and count."
+        default="block", help="When the queue is full: block the logging thread, or drop and count."
     )
 
     @classmethod
@@ -137,6 +145,10 @@ class LogCollector(Service):
                 out.flush()
             self.written += len(lines)
         return len(lines) != len(batch)
+
+    def summary(self) -> str:
+        """One line for status tables: records written and dropped."""
+        return f"written={self.written} dropped={self.dropped}"
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -3,15 +3,16 @@
 Everything runs on this machine: the keep-alive pings a small HTTP server the demo starts on
 127.0.0.1, the log collector and the database write into a temporary directory. At the end
 it prints what each service did at shutdown: critical ones drained and flushed (with counts
-read back from disk), daemon-safe ones stopped within their grace or abandoned.
+read back from disk), daemon-safe ones stopped within their grace or abandoned. The temporary
+directory is removed at the end unless ``--keep`` is given.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import queue
 import random
+import shutil
 import sqlite3
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from .cli import configure_logging, render_status, run_supervisor
+from ._console import LiveStatus, configure_logging, render_status, run_supervisor
 from .options import option
 from .periodic import PeriodicService
 from .service import Service
@@ -49,6 +50,9 @@ class HealthServer(Service):
     def run(self) -> None:
         self.server.serve_forever(poll_interval=0.1)
 
+    def summary(self) -> str:
+        return "listening on {}:{}".format(*self.server.server_address[:2])
+
     def on_stop_requested(self) -> None:
         self.server.shutdown()
 
@@ -60,7 +64,7 @@ class OrderWriter(Service):
     """Critical: batches accepted orders into SQLite and commits every one of them on stop."""
 
     path: str = option(help="SQLite database file.")
-    batch: int = option(50, ge=1, help="Rows per commit.")
+    batch: int = option(default=50, ge=1, help="Rows per commit.")
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -102,6 +106,9 @@ class OrderWriter(Service):
     def stats(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "committed": self.committed}
 
+    def summary(self) -> str:
+        return f"accepted={self.accepted} committed={self.committed}"
+
 
 class Shop(PeriodicService):
     """Daemon-safe traffic: submits an order every tick."""
@@ -116,6 +123,9 @@ class Shop(PeriodicService):
     def tick(self) -> None:
         self.writer.submit(next(self._ids), round(random.uniform(5, 500), 2))
 
+    def summary(self) -> str:
+        return f"orders={self.ticks}"
+
 
 class ReportBuilder(PeriodicService):
     """Daemon-safe and slow: each report takes seconds, so at exit it is abandoned mid-way."""
@@ -125,6 +135,9 @@ class ReportBuilder(PeriodicService):
 
     def tick(self) -> None:
         time.sleep(30)  # an uninterruptible job: the daemon_grace cannot wait for it
+
+    def summary(self) -> str:
+        return "building a report (each takes 30 s)"
 
 
 def build_demo(workdir: Path) -> tuple[Supervisor, dict[str, Service]]:
@@ -146,17 +159,28 @@ def build_demo(workdir: Path) -> tuple[Supervisor, dict[str, Service]]:
     return sup, services
 
 
-def run_demo(duration: float | None, status_every: float, log_format: str) -> int:
+def run_demo(
+    duration: float | None, status_every: float, log_level: str, log_format: str, *, keep: bool
+) -> int:
+    """Run the demo, print its shutdown report; remove its files unless *keep*."""
     workdir = Path(tempfile.mkdtemp(prefix="bgservices-demo-"))
-    configure_logging(log_format, level=logging.WARNING)  # the console shows problems only
-    sup, services = build_demo(workdir)
-    print(f"bgservices demo: {len(services)} services, files in {workdir}")
-    print("Ctrl-C stops it early; a second Ctrl-C exits at once.\n", flush=True)
-    began = time.monotonic()
-    code = run_supervisor(sup, duration, status_every, sys.stdout)
-    elapsed = time.monotonic() - began
-    print(render_status(sup.status()))
-    print(shutdown_summary(sup, services, workdir, elapsed), flush=True)
+    try:
+        handler = configure_logging(log_level, log_format)  # type: ignore[arg-type]
+        sup, services = build_demo(workdir)
+        print(f"bgservices demo: {len(services)} services, for {duration or 'ever'} s")
+        print("Ctrl-C stops it early; a second Ctrl-C exits at once.\n", flush=True)
+        live = LiveStatus(sys.stdout)
+        handler.live = live
+        began = time.monotonic()
+        code = run_supervisor(sup, duration, status_every, live)
+        elapsed = time.monotonic() - began
+        live.finish(render_status(sup))
+        print(shutdown_summary(sup, services, workdir, elapsed), flush=True)
+    finally:
+        if keep:
+            print(f"\nFiles kept in {workdir}", flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
     return code
 
 
