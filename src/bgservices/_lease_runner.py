@@ -66,6 +66,12 @@ class LeaseRunner:
         """Wait in STANDBY until the lease is held (True), or a stop is requested (False)."""
         service, lease = self._service, self._lease
         waited = False
+        if service.state is _S.RUNNING:  # it stepped down: no longer running, whatever follows
+            waited = True
+            if not service._transition(
+                _S.STANDBY, "lease.standby", "info", unless_stopping=True, key=self.key
+            ):
+                return False
         while True:
             if service._stop_requested:
                 return False
@@ -156,7 +162,6 @@ class LeaseRunner:
 
     def _start_renewer(self, held: HeldLease) -> None:
         self._ending = False
-        self._step_down_reason = None
         thread = self._renewer = threading.Thread(
             target=self._renew_loop,
             args=(held, self._service._clock.monotonic()),

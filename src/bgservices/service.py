@@ -205,15 +205,17 @@ class Service(_Declared):
         plain function of *values*. Override (calling ``super()``) to add your own; the dict
         config runs it too, before anything is constructed.
         """
+        lease = values.get("lease")
+        problems = [Problem("lease", text) for text in lease.problems()] if lease else []
         if values.get("daemon") is True and not cls.daemon_safe:
-            return [
+            problems.append(
                 Problem(
                     "daemon",
                     f"{cls.__name__} is not daemon-safe, so it cannot run as a daemon "
                     "(configuration can make a service safer, never less safe)",
                 )
-            ]
-        return []
+            )
+        return problems
 
     # -- hooks for subclasses -------------------------------------------------------------
 

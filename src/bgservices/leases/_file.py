@@ -2,8 +2,8 @@
 
 The kernel drops the lock when its holder dies, so there is nothing to expire: ``ttl`` is not
 used, and renewing only checks that the lock file is still the one locked (a file deleted or
-replaced under a holder would let a second process lock a new one). The fencing token is kept
-in the lock file itself, written only under the lock.
+replaced under a holder would let a second process lock a new one). The fencing token comes
+from a counter file beside it (``<path>.fence``), taken under that file's own lock.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class FileLeaseBackend:
             os.close(fd)
             raise
         try:
-            token = _next_token(fd)
+            token = _next_token(f"{key}.fence")
         except BaseException:
             os.close(fd)  # closing drops the lock
             raise
@@ -61,14 +61,19 @@ class FileLeaseBackend:
         """Nothing to close: each held lease has its own descriptor."""
 
 
-def _next_token(fd: int) -> int:
-    """Read the last token, write the next one: one more, and at least the time in ms, so that
-    tokens keep growing even if the file is deleted and made anew."""
-    text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-    last = int(text) if text.isdigit() else 0
-    token = max(last + 1, time.time_ns() // 1_000_000)
-    data = f"{token}\n".encode()
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, data, 0)
-    os.fsync(fd)
-    return token
+def _next_token(path: str) -> int:
+    """Take the next token from the counter file *path*, under a lock of its own (so it stays
+    one counter even if the lease's lock file is replaced): one more than the last, and at
+    least the time in ms, so that tokens keep growing even if the counter file is lost."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # held for one read and one write
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        last = int(text) if text.isdigit() else 0
+        token = max(last + 1, time.time_ns() // 1_000_000)
+        data = f"{token}\n".encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        return token
+    finally:
+        os.close(fd)

@@ -70,18 +70,21 @@ class Lease:
     retry_interval: float | None = None
     backend: Any = None
 
-    def __post_init__(self) -> None:
+    def problems(self) -> list[str]:
+        """What is wrong with these settings (the ``lease`` option's rule; empty when valid)."""
+        found = []
         given = [n for n in ("url", "path", "backend") if getattr(self, n) is not None]
         if len(given) != 1:
-            raise ValueError("give exactly one of url (Redis), path (a file lock) or backend")
+            found.append("give exactly one of url (Redis), path (a file lock) or backend")
         if self.url is not None and not self.url.startswith(_URL_SCHEMES):
-            raise ValueError(f"url must start with one of {', '.join(_URL_SCHEMES)}")
+            found.append(f"url must start with one of {', '.join(_URL_SCHEMES)}")
         if self.backend is not None and not isinstance(self.backend, LeaseBackend):
-            raise ValueError("backend must be a LeaseBackend (acquire, renew, release, close)")
+            found.append("backend must be a LeaseBackend (acquire, renew, release, close)")
         for name in ("ttl", "retry_interval"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and 0 < value <= 86_400):
-                raise ValueError(f"{name} must be > 0 and at most a day (got {value!r})")
+                found.append(f"{name} must be > 0 and at most a day (got {value!r})")
+        return found
 
     # -- the live view, while a service runs with it -----------------------------------
 
@@ -136,5 +139,5 @@ def backend_for(lease: Lease) -> LeaseBackend:
         return FileLeaseBackend()
     from ._redis import RedisLeaseBackend
 
-    assert lease.url is not None  # __post_init__ guarantees one of the three
+    assert lease.url is not None  # Service.check_options guarantees one of the three
     return RedisLeaseBackend(lease.url, timeout=min(1.0, lease.ttl / 6))
