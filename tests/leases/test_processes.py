@@ -112,7 +112,7 @@ def test_three_processes_one_active_failover_on_kill_and_on_stop(
         order = [pid for pid in dict.fromkeys(pid for _, pid in log)]
         assert order == [first, second, third]  # each held it once, in turn
         assert client.get("rejected") is None  # type: ignore[attr-defined]
-        assert after_kill < TTL + RETRY + 2.0  # the TTL, a retry interval, and slack for a busy host
+        assert after_kill < TTL + RETRY + 2.0  # TTL, a retry interval, slack for a busy host
     finally:
         for app in apps.values():
             if app.proc.poll() is None:
