@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 from bgservices.leases import RedisLeaseBackend
 
 from .._process import ROOT
 from ._redis_server import RedisServer
 
-sys.path.insert(0, str(ROOT / "examples"))
+
+def _example() -> ModuleType:
+    """examples/fenced_write.py, loaded from its file (examples are not a package)."""
+    spec = importlib.util.spec_from_file_location("fenced_write", ROOT / "examples/fenced_write.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_a_stale_holders_write_is_refused(redis_server: RedisServer, tmp_path: Path) -> None:
