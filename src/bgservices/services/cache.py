@@ -124,7 +124,12 @@ class CacheWarmer(PeriodicService):
         self.last_success_at: float | None = None
 
     def wait_ready(self, timeout: float | None = None) -> bool:
-        """Block until the first warm-up has completed; False on timeout."""
+        """Block until the first warm-up has completed; False on timeout. With a shared
+        backend (``RedisCache``), a warm-up by any process's warmer counts: a follower waiting
+        in STANDBY returns once the leader has filled the cache."""
+        shared = getattr(self.cache, "wait_ready", None)
+        if shared is not None and not self._ready.is_set():
+            return bool(shared(timeout))
         return self._ready.wait(timeout)
 
     @property
@@ -152,6 +157,9 @@ class CacheWarmer(PeriodicService):
         self.total_failures += failures
         self.last_duration = round(time.monotonic() - began, 6)
         self.last_success_at = time.time()
+        mark_ready = getattr(self.cache, "mark_ready", None)  # a shared backend's followers
+        if mark_ready is not None:
+            mark_ready(ttl)
         self._ready.set()
         self._emit("cache.warmed", keys=warmed, failures=failures, seconds=self.last_duration)
 
@@ -206,4 +214,5 @@ class CacheWarmer(PeriodicService):
             "last_duration": self.last_duration,
             "last_success_at": iso_time(self.last_success_at),
             "callback_errors": self.callback_errors,
+            **({"cache": self.cache.stats()} if hasattr(self.cache, "stats") else {}),
         }
