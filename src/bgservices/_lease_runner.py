@@ -18,10 +18,11 @@ import dataclasses
 import os
 import random
 import threading
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from .leases._spec import HeldLease, Lease, LeaseBackend, backend_for
-from .service import iso_time
+from .leases._make import backend_for
+from .leases._spec import HeldLease, Lease, LeaseBackend
 from .state import ServiceState
 
 if TYPE_CHECKING:
@@ -244,14 +245,18 @@ class LeaseRunner:
             "held_for": (
                 round(service._clock.monotonic() - since, 3) if since is not None else None
             ),
-            "acquired_at": iso_time(held.acquired_at) if held else None,
-            "last_renewed": iso_time(held.last_renewed) if held else None,
+            "acquired_at": _iso(held.acquired_at) if held else None,
+            "last_renewed": _iso(held.last_renewed) if held else None,
             "reachable": self._reachable,
             "acquisitions": self.acquisitions,
             "failovers": self.failovers,
             "step_downs": self.step_downs,
             "last_step_down": self._step_down_reason,
         }
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()
 
 
 def runner_for(service: Service, old: LeaseRunner | None) -> LeaseRunner:

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._spec import HeldLease, Lease, LeaseBackend, backend_for
+from ._make import backend_for
+from ._spec import HeldLease, Lease, LeaseBackend
 
 if TYPE_CHECKING:
     from ._file import FileLeaseBackend

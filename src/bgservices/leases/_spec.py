@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from .._lease_runner import LeaseRunner
 
-__all__ = ["HeldLease", "Lease", "LeaseBackend", "backend_for"]
+__all__ = ["HeldLease", "Lease", "LeaseBackend"]
 
 #: A holder renews every TTL times this...
 RENEW_FRACTION = 1 / 3
@@ -126,18 +126,3 @@ class Lease:
     @property
     def retry_every(self) -> float:
         return self.retry_interval if self.retry_interval is not None else self.ttl / 3
-
-
-def backend_for(lease: Lease) -> LeaseBackend:
-    """The backend *lease* names (a new one for url and path: one per service)."""
-    if lease.backend is not None:
-        backend: LeaseBackend = lease.backend
-        return backend
-    if lease.path is not None:
-        from ._file import FileLeaseBackend
-
-        return FileLeaseBackend()
-    from ._redis import RedisLeaseBackend
-
-    assert lease.url is not None  # Service.check_options guarantees one of the three
-    return RedisLeaseBackend(lease.url, timeout=min(1.0, lease.ttl / 6))
