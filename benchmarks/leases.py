@@ -30,13 +30,13 @@ class Job(PeriodicService):
     interval = 0.01
     def tick(self):
         client.set("holder", os.getpid())
-lease = {"url": sys.argv[1], "key": "bench", "ttl": float(sys.argv[2]),
+lease = {"url": sys.argv[1], "key": sys.argv[4], "ttl": float(sys.argv[2]),
          "retry_interval": float(sys.argv[3])}
 sys.exit(Supervisor([Job(lease=lease)]).run())
 """
 
 
-def _until(predicate: Any, timeout: float = 30.0) -> float:
+def _until(predicate: Any, timeout: float = 60.0) -> float:
     began = time.perf_counter()
     while not predicate():
         if time.perf_counter() - began > timeout:
@@ -45,10 +45,10 @@ def _until(predicate: Any, timeout: float = 30.0) -> float:
     return time.perf_counter() - began
 
 
-def _failover(url: str, client: Any, how: signal.Signals) -> float:
+def _failover(url: str, client: Any, how: signal.Signals, key: str) -> float:
     """Seconds from signalling the holder to the standby writing as the new holder."""
     client.delete("holder")
-    argv = [sys.executable, "-c", _CHILD, url, str(TTL), str(RETRY)]
+    argv = [sys.executable, "-c", _CHILD, url, str(TTL), str(RETRY), key]
     first = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     second = None
     try:
@@ -135,8 +135,9 @@ def run(quick: bool = False) -> list[Result]:
     client = redis.Redis.from_url(server.url)
     try:
         repeats = 1 if quick else 3
-        killed = max(_failover(server.url, client, signal.SIGKILL) for _ in range(repeats))
-        stopped = max(_failover(server.url, client, signal.SIGTERM) for _ in range(repeats))
+        url = server.url
+        killed = max(_failover(url, client, signal.SIGKILL, f"k{i}") for i in range(repeats))
+        stopped = max(_failover(url, client, signal.SIGTERM, f"s{i}") for i in range(repeats))
         holder, standby = _commands_per_minute(server.url, 2.0 if quick else 6.0)
         near, round_trip, plain = _cache_reads(server.url, 20_000 if quick else 200_000)
     finally:
