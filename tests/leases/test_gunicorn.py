@@ -44,7 +44,7 @@ def _run(
         assert seen[pid] == [role, value]
         began = time.monotonic()
         first = len(loads.read_text().splitlines()) if loads.exists() else 0
-        time.sleep(1.0)  # a window of five intervals, counted below
+        time.sleep(0.6)  # a window of three intervals, counted below
         window = len(loads.read_text().splitlines()) - first
         elapsed = time.monotonic() - began
         app.proc.send_signal(signal.SIGTERM)
