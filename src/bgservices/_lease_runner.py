@@ -14,7 +14,7 @@ ahead, and the service goes back to STANDBY, not to STOPPED.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
+import copy
 import os
 import random
 import threading
@@ -22,10 +22,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .leases._make import backend_for
-from .leases._spec import HeldLease, Lease, LeaseBackend
+from .leases._spec import HeldLease, LeaseBackend
 from .state import ServiceState
 
 if TYPE_CHECKING:
+    from .leases._option import Lease
     from .service import Service
 
 __all__ = ["LeaseRunner"]
@@ -268,7 +269,7 @@ def runner_for(service: Service, old: LeaseRunner | None) -> LeaseRunner:
     assert lease is not None
     owner = getattr(lease, "_runner", None)
     if owner is not None and owner._service is not service:  # one Lease given to two services
-        lease = service.lease = dataclasses.replace(lease)
+        lease = service.lease = copy.copy(lease)
     runner = LeaseRunner(service, lease)
     lease._runner = runner  # type: ignore[attr-defined]  # the live view: self.lease.token
     return runner

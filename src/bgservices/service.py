@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, dataclass_tr
 
 import structlog
 
+from . import leases
 from . import state as _state
 from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit, service_logger
 from ._saferepr import type_name
 from .backoff import Backoff
 from .errors import ConfigError, DoNotRestart, Problem
-from .leases import Lease
 from .options import option, validate_service_options
 from .state import TRANSITIONS, LifecycleEvent, ServiceState
 
@@ -137,7 +137,7 @@ class Service(_Declared):
         help="Run in a daemon thread. Defaults to the class's daemon_safe; "
         "true is refused for a class that is not daemon-safe.",
     )
-    lease: Lease | None = option(
+    lease: leases.Lease | None = option(
         default=None,
         help="Run only while holding this lease ({url, key, ttl} for Redis, {path} for a file "
         "lock); wait in STANDBY otherwise. self.lease.token is the fencing token.",

@@ -176,6 +176,8 @@ def test_the_lease_option_is_validated_in_code_and_config(tmp_path: Path) -> Non
         Worker(lease={"url": "http://127.0.0.1:6379"})
     with pytest.raises(ConfigError, match="lease: ttl must be > 0"):
         Worker(lease={"path": str(tmp_path / "x"), "ttl": 0})
+    with pytest.raises(ConfigError, match="lease: must be Lease"):
+        Worker(lease={"path": str(tmp_path / "x"), "tll": 15})  # a typo is refused, not ignored
     with pytest.raises(ConfigError, match=r"lease\.ttl"):
         Worker(lease={"path": str(tmp_path / "x"), "ttl": "15"})
     config = {

@@ -14,10 +14,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ._make import backend_for
-from ._spec import HeldLease, Lease, LeaseBackend
+from ._spec import HeldLease, LeaseBackend
 
 if TYPE_CHECKING:
     from ._file import FileLeaseBackend
+    from ._option import Lease
     from ._redis import RedisLeaseBackend
 
 __all__ = [
@@ -31,7 +32,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """The backends are imported on first use: Redis's needs the optional ``redis`` package."""
+    """Imported on first use: ``Lease`` imports msgspec, Redis's backend the ``redis`` package."""
+    if name == "Lease":
+        from ._option import Lease
+
+        return Lease
     if name == "FileLeaseBackend":
         from ._file import FileLeaseBackend
 

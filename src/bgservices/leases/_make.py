@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from ._spec import Lease, LeaseBackend
+from typing import TYPE_CHECKING
+
+from ._spec import LeaseBackend
+
+if TYPE_CHECKING:
+    from ._option import Lease
 
 __all__ = ["backend_for"]
 
