@@ -235,3 +235,22 @@ def test_redis_killed_the_holder_steps_down_then_one_holds_again(
     assert states == ["running", "standby"], states
     assert sum(bool(w.lease and w.lease.held) for w in workers) == 1
     assert os.environ.get("BGSERVICES_STRICT") == "1"
+
+
+def test_a_crash_gives_the_lease_up_so_another_takes_over_during_the_backoff(
+    make_supervisor: MakeSupervisor, recorder: Recorder, tmp_path: Path
+) -> None:
+    class Crasher(Service):
+        def run(self) -> None:
+            raise RuntimeError("crashed while holding the lease")
+
+    lease = {"path": str(tmp_path / "job.lock"), "retry_interval": 0.2}
+    crasher = Crasher(name="crasher", lease=lease, max_restarts=100)
+    make_supervisor(crasher).start()
+    recorder.wait_event("service.crashed", "crasher")
+    standby = Worker(name="standby", lease=lease)
+    make_supervisor(standby).start()
+    assert standby.wait_for_state(ServiceState.RUNNING, timeout=10)  # during the backoff
+    assert crasher.state in (ServiceState.BACKOFF, ServiceState.STANDBY)
+    assert crasher.wait_for_state(ServiceState.STANDBY, timeout=10)  # after it, it waits
+    assert crasher.lease is not None and not crasher.lease.held
