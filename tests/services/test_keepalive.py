@@ -119,3 +119,23 @@ def test_the_pooled_connection_has_tcp_keepalive_on(
         assert connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):
             assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+
+
+@pytest.mark.parametrize("trust_env", [True, False])
+def test_trust_env_false_turns_the_environment_proxy_off(
+    monkeypatch: pytest.MonkeyPatch, http_server: CountingServer, trust_env: bool
+) -> None:
+    proxy = CountingServer()  # answers the proxied request itself, as a proxy would
+    try:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        options = {} if trust_env else {"trust_env": False}
+        ping = KeepAlive(url=http_server.url, interval=3600, **options)
+        ping.setup()
+        ping.tick()
+        ping.teardown()
+        assert ping.health is Health.UP
+        assert (proxy.requests, http_server.requests) == ((1, 0) if trust_env else (0, 1))
+    finally:
+        proxy.stop()

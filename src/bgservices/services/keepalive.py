@@ -60,6 +60,9 @@ class KeepAlive(PeriodicService):
     on_up: Callable[[KeepAlive], Any] | None = option(None, help="Called once on recovering.")
     latency_window: int = option(100, ge=1, help="Pings the latency figures are taken over.")
     tcp_keepalive: bool = option(True, help="Set TCP keepalive on the connection.")
+    trust_env: bool = option(
+        default=True, help="Read proxies and .netrc from the environment on every ping."
+    )
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
@@ -103,6 +106,7 @@ class KeepAlive(PeriodicService):
         session = requests.Session()
         session.headers.update(self.headers)
         session.verify = self.verify
+        session.trust_env = self.trust_env
         if self.tcp_keepalive:
             adapter = _keepalive_adapter()
             session.mount("http://", adapter)
