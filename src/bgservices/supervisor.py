@@ -423,8 +423,12 @@ class Supervisor:
                 return False
             if self._services.get(service.name) is not service:
                 return False
+            armed = service._arm_thread()  # from here a stop reaches it
+        if isinstance(armed, BaseException):
+            error: BaseException | None = armed
+        else:  # outside _lock: the new thread reports to us without waiting for it
             with stack_size(self.thread_stack_size):
-                error = service._start_thread()
+                error = service._begin_thread(armed)
         if error is not None:
             service._launch_failed(error)
             return False
