@@ -1,7 +1,10 @@
 """Idle thread services at scale, beside bare threads started and stopped the plainest way.
 
 The floor is ``Thread(target=event.wait).start()`` per thread, then ``event.set()`` and
-``join()`` for each: what CPython itself costs per thread here. bgservices starts N idle
+``join()`` for each, one after the other (the stop bgservices does: newest first, each one
+finished before the next); setting every event first and then joining is shown beside it.
+That is what CPython itself costs per thread here. Voluntary context switches per thread
+started are shown too: unlike times, they barely move when the machine is loaded. bgservices starts N idle
 ``PeriodicService``s (interval 60 s) with ``Supervisor.start()`` (which returns once each
 one's setup() has ended) and stops them with ``stop()``. Each figure comes from a fresh child
 process, the median of several; the kinds alternate. Memory is RSS and virtual size grown per
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,6 +26,20 @@ import time
 from ._common import Result, print_table, quiet_logs
 
 SMALL_STACK = 256 * 1024
+
+
+def _switches() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
+def _bare_threads(count: int) -> tuple[list[threading.Event], list[threading.Thread]]:
+    events = [threading.Event() for _ in range(count)]
+    threads = []
+    for event in events:
+        thread = threading.Thread(target=event.wait)
+        thread.start()
+        threads.append(thread)
+    return events, threads
 
 
 def _child(kind: str, count: int) -> dict[str, float]:
@@ -39,29 +57,31 @@ def _child(kind: str, count: int) -> dict[str, float]:
     process = psutil.Process()
     gc.collect()
     before = process.memory_info()
+    extra: dict[str, float] = {}
     if kind == "bare":
-        began = time.perf_counter()
-        events = [threading.Event() for _ in range(count)]
-        threads = []
-        for event in events:
-            thread = threading.Thread(target=event.wait)
-            thread.start()
-            threads.append(thread)
-        started = time.perf_counter() - began
+        switches, began = _switches(), time.perf_counter()
+        events, threads = _bare_threads(count)
+        started, switches = time.perf_counter() - began, _switches() - switches
         after = process.memory_info()
+        began = time.perf_counter()
+        for event, thread in zip(events[::-1], threads[::-1], strict=True):
+            event.set()
+            thread.join()
+        stopped = time.perf_counter() - began
+        events, threads = _bare_threads(count)
         began = time.perf_counter()
         for event in events:
             event.set()
         for thread in threads:
             thread.join()
-        stopped = time.perf_counter() - began
+        extra["stop_all_ms"] = (time.perf_counter() - began) * 1000
     else:
         size = SMALL_STACK if kind == "ours_small_stack" else None
         services = [Idle(name=f"idle{n}") for n in range(count)]
         sup = Supervisor(services, stop_at_exit=False, thread_stack_size=size)
-        began = time.perf_counter()
+        switches, began = _switches(), time.perf_counter()
         sup.start()
-        started = time.perf_counter() - began
+        started, switches = time.perf_counter() - began, _switches() - switches
         assert sup.wait_running(0)
         after = process.memory_info()
         began = time.perf_counter()
@@ -73,6 +93,8 @@ def _child(kind: str, count: int) -> dict[str, float]:
         "stop_ms": stopped * 1000,
         "rss_kib": (after.rss - before.rss) / 1024 / count,
         "vms_kib": (after.vms - before.vms) / 1024 / count,
+        "switches": switches / count,
+        **extra,
     }
 
 
@@ -103,6 +125,7 @@ def run(quick: bool = False) -> list[Result]:
             {k: statistics.median(r[k] for r in runs) for k in runs[0]}
             for runs in figures.values()
         )
+        peers = {"start": {}, "stop": {"bare, all set then all joined": bare["stop_all_ms"]}}
         if count == 1000:
             memory = {"ours": ours, "bare": bare}
         for key, what in (("start_ms", "start"), ("stop_ms", "stop")):
@@ -111,11 +134,21 @@ def run(quick: bool = False) -> list[Result]:
                     name=f"{what} {count:,} idle thread services",
                     unit="ms",
                     ours=ours[key],
-                    peers={f"{count:,} bare threads (Thread + Event)": bare[key]},
+                    peers={f"{count:,} bare threads (Thread + Event)": bare[key], **peers[what]},
                     ratio=bare[key] / ours[key],
                     target="within 1.5x of the bare threads (ratio >= 0.67)",
                 )
             )
+        results.append(
+            Result(
+                name=f"voluntary context switches per thread started ({count:,})",
+                unit="switches",
+                ours=ours["switches"],
+                peers={"bare threads": bare["switches"]},
+                ratio=bare["switches"] / ours["switches"] if ours["switches"] else None,
+                target="reported (close to the bare threads)",
+            )
+        )
     small = _medians("ours_small_stack", 1000, repeats)
     ours, bare = memory["ours"], memory["bare"]
     results += [
