@@ -3,12 +3,13 @@
 The floor is ``Thread(target=event.wait).start()`` per thread, then ``event.set()`` and
 ``join()`` for each, one after the other (the stop bgservices does: newest first, each one
 finished before the next); setting every event first and then joining is shown beside it.
-That is what CPython itself costs per thread here. Voluntary context switches per thread
-started are shown too: unlike times, they barely move when the machine is loaded. bgservices starts N idle
-``PeriodicService``s (interval 60 s) with ``Supervisor.start()`` (which returns once each
-one's setup() has ended) and stops them with ``stop()``. Each figure comes from a fresh child
-process, the median of several; the kinds alternate. Memory is RSS and virtual size grown per
-thread, objects included, with and without ``thread_stack_size``.
+That is what CPython itself costs per thread here. bgservices starts N idle
+``PeriodicService``s (interval 60 s) with ``Supervisor.start()``, which returns once each
+one's setup() has ended, and stops them with ``stop()``. Voluntary context switches per
+thread started are shown too: unlike times, they barely move when the machine is loaded.
+Each figure comes from a fresh child process, the median of several; the kinds alternate.
+Memory is RSS and virtual size grown per thread, objects included, with and without
+``thread_stack_size``.
 """
 
 from __future__ import annotations
@@ -122,8 +123,7 @@ def run(quick: bool = False) -> list[Result]:
             for kind in figures:
                 figures[kind].append(_measure(kind, count))
         ours, bare = (
-            {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-            for runs in figures.values()
+            {k: statistics.median(r[k] for r in runs) for k in runs[0]} for runs in figures.values()
         )
         peers = {"start": {}, "stop": {"bare, all set then all joined": bare["stop_all_ms"]}}
         if count == 1000:
