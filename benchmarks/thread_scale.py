@@ -102,8 +102,10 @@ def _child(kind: str, count: int) -> dict[str, float]:
 def _measure(kind: str, count: int) -> dict[str, float]:
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.thread_scale", "--child", kind, str(count)],
-        check=True, capture_output=True, text=True, timeout=300,
+        capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"{kind} x {count} failed:\n{done.stderr[-3000:]}")
     figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
     return figures
 
