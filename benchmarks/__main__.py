@@ -21,6 +21,7 @@ MODULES = [
     "cache_reads",
     "import_time",
     "memory_sample",
+    "leases",
 ]
 
 
