@@ -79,7 +79,7 @@ def _child(kind: str, count: int) -> dict[str, float]:
     else:
         size = SMALL_STACK if kind == "ours_small_stack" else None
         services = [Idle(name=f"idle{n}") for n in range(count)]
-        sup = Supervisor(services, stop_at_exit=False, thread_stack_size=size)
+        sup = Supervisor(services, stop_at_exit=False, thread_stack_size=size, shutdown_timeout=300)
         switches, began = _switches(), time.perf_counter()
         sup.start()
         started, switches = time.perf_counter() - began, _switches() - switches
