@@ -377,6 +377,16 @@ class Service(_Declared):
 
         Emits nothing: the caller may hold its lock. The thread reports its own start.
         """
+        armed = self._arm_thread()
+        return armed if isinstance(armed, BaseException) else self._begin_thread(armed)
+
+    def _arm_thread(self) -> threading.Thread | BaseException:
+        """Move to STARTING and make the thread, not started yet (or the error).
+
+        From here a stop request is honoured by the thread once ``_begin_thread`` starts it,
+        so an owner can arm under its lock and start the thread after releasing it: the new
+        thread then never waits for that lock while its starter waits for it.
+        """
         with self._cond:
             if not self._exited or not self._move(_S.STARTING):
                 return RuntimeError(f"service {self.name!r} is already running")
@@ -387,6 +397,10 @@ class Service(_Declared):
             thread = self._thread = threading.Thread(
                 target=self._main, name=f"bgservices:{self.name}", daemon=bool(self.daemon)
             )
+        return thread
+
+    def _begin_thread(self, thread: threading.Thread) -> BaseException | None:
+        """Start the thread ``_arm_thread`` made; the error if it could not be started."""
         try:
             thread.start()
         except BaseException as exc:  # "can't start new thread": out of threads or memory

@@ -29,8 +29,9 @@ from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._stacks import thread_stack
+from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
 from .backoff import Backoff
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .options import option, validate_options
 from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
@@ -68,6 +69,13 @@ class SupervisorSettings:
     )
     stop_at_exit: bool = option(
         default=_STOP_AT_EXIT, help="Stop gracefully when the main thread finishes."
+    )
+    thread_stack_size: int | None = option(
+        default=None,
+        ge=0,
+        le=MAX_STACK_SIZE,
+        help="Bytes of stack per service thread (>= 32768; 0: the platform's default; "
+        "unset: unchanged). Set process-wide for the instant each thread starts.",
     )
 
 
@@ -149,6 +157,7 @@ class Supervisor:
         daemon_grace: float = _DAEMON_GRACE,
         failure_policy: Literal["isolate", "shutdown"] = _FAILURE_POLICY,
         stop_at_exit: bool = _STOP_AT_EXIT,
+        thread_stack_size: int | None = None,
         backoff: Backoff | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -159,15 +168,21 @@ class Supervisor:
                 "daemon_grace": daemon_grace,
                 "failure_policy": failure_policy,
                 "stop_at_exit": stop_at_exit,
+                "thread_stack_size": thread_stack_size,
             },
             resolve=None,
         )
+        stack_problem = None if problems else size_problem(settings["thread_stack_size"])
+        if stack_problem:
+            problems.append(Problem("thread_stack_size", stack_problem))
         if problems:
             raise ConfigError(problems)
         self.shutdown_timeout: float = settings["shutdown_timeout"]
         self.daemon_grace: float = settings["daemon_grace"]
         self.failure_policy: Literal["isolate", "shutdown"] = settings["failure_policy"]
         self.stop_at_exit: bool = settings["stop_at_exit"]
+        #: Stack of each service thread; None leaves ``threading.stack_size()`` alone.
+        self.thread_stack_size: int | None = settings["thread_stack_size"]
         self.backoff = backoff or Backoff()
         #: What services read and sleep on; ``bgservices.testing.FakeClock`` in tests.
         self.clock: Clock = clock or REAL_CLOCK
@@ -418,7 +433,12 @@ class Supervisor:
                 with self._lock:  # no launch once a stop began, and never after a remove()
                     if not self._may_launch(service):
                         return False
-                    error = service._start_thread()
+                    armed = service._arm_thread()  # from here a stop reaches it
+                if isinstance(armed, BaseException):
+                    error = armed
+                else:  # outside _lock: the new thread reports to us without waiting for it
+                    with stack_size(self.thread_stack_size):
+                        error = service._begin_thread(armed)
         finally:
             with self._lock:
                 self._launching.discard(service.name)
