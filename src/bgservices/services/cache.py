@@ -108,7 +108,7 @@ class CacheWarmer(PeriodicService):
         old: threading.Condition | None = getattr(self, "_ready_cond", None)
         same_process = getattr(self, "_pid", None) == os.getpid()
         self._pid = os.getpid()
-        self._ready_cond = threading.Condition()
+        self._ready_cond = threading.Condition()  # guards _ready and _between_runs
         self._ready = False
         self._between_runs = False
         self._work = threading.Condition()  # a tick waits on it for its workers, or a stop
