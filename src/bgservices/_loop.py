@@ -88,11 +88,20 @@ class Watchdog:
     def _watch(self) -> None:
         with self._cond:
             while not self._closed:
-                if self._heartbeat and self.busy_since is None:
-                    self._iteration += 1
-                    self.busy_since = time.monotonic()
-                    with contextlib.suppress(RuntimeError):  # the loop was closed
-                        self.loop.call_soon_threadsafe(self._beat, self._iteration)
+                if self._heartbeat:
+                    if self.loop.is_closed():
+                        return  # the caller's loop is gone (asyncio.run() ended)
+                    if not self.loop.is_running():
+                        self.busy_since = None  # not running is not blocked
+                        self._cond.wait(self.threshold / 2)
+                        continue
+                    if self.busy_since is None:
+                        self._iteration += 1
+                        self.busy_since = time.monotonic()
+                        try:
+                            self.loop.call_soon_threadsafe(self._beat, self._iteration)
+                        except RuntimeError:  # closed meanwhile
+                            return
                 since, iteration = self.busy_since, self._iteration
                 if since is None or iteration == self._reported:
                     self._asleep = True  # set before the loop's next busy() looks at it

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-import io
 import threading
 import time
+import traceback
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
@@ -31,7 +31,7 @@ from ._loop import Place
 from ._stacks import thread_stack
 from .options import option
 from .periodic import PeriodicService
-from .service import Service, _Outcome, iso_time
+from .service import Service, _Outcome, iso_time, safe_repr
 from .state import ServiceState
 
 __all__ = ["AsyncPeriodicService", "AsyncService"]
@@ -41,6 +41,23 @@ _S = ServiceState
 #: window shared by every cancellation of the same loop within a second, so that a thousand
 #: stragglers cost it once).
 _CANCEL_WAIT = 0.1
+
+
+def _await_chain(task: asyncio.Task[Any]) -> str:
+    """Where a task is suspended: every coroutine in its chain of awaits, outermost first
+    (``Task.print_stack`` shows only the outermost)."""
+    frames: list[tuple[Any, int]] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        frames.append((frame, frame.f_lineno))
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    text = "".join(traceback.StackSummary.extract(frames).format())
+    if awaited is not None:
+        text += f"  awaiting {safe_repr(awaited)}\n"
+    return text
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -146,6 +163,7 @@ class AsyncService(Service):
     def _status_fields(self) -> dict[str, Any]:
         return {
             **super()._status_fields(),
+            "async": True,
             "loop_blocked": self.loop_blocked,
             "last_loop_block": self.last_loop_block,
         }
@@ -217,9 +235,7 @@ class AsyncService(Service):
         task, place = self._task, self._place
         if task is None or place is None or task.done():
             return ""
-        buffer = io.StringIO()
-        task.print_stack(file=buffer)
-        stack = buffer.getvalue()
+        stack = f"task {task.get_name()} (innermost await last):\n{_await_chain(task)}"
         with contextlib.suppress(RuntimeError):
             if asyncio.current_task(place.loop) is task:
                 stack += f"(it holds the event loop; thread {place.thread.name}:)\n"
