@@ -4,6 +4,7 @@ deadlines, the fault matrix for async hooks, the loop watchdog, and the traps re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -222,10 +223,8 @@ def test_a_task_that_survives_cancellation_is_a_straggler_with_its_coroutine_sta
     class Stubborn(AsyncService):
         async def run(self) -> None:
             while not release.is_set():
-                try:
+                with contextlib.suppress(asyncio.CancelledError):  # swallowed: it survives
                     await self.keep_going()
-                except asyncio.CancelledError:
-                    pass  # swallowed: the task survives its cancellation
 
         async def keep_going(self) -> None:
             await asyncio.sleep(0.01)
