@@ -1,59 +1,52 @@
-"""Where async services run: a loop thread of the supervisor's own, and its watchdog.
+"""Where async services run: a loop of the supervisor's own or the caller's, and a watchdog.
 
-``LoopHost`` starts one event loop in one thread on the first launch of an async service and
-lets it end by itself once the last task it hosts has ended (a relaunch starts a new one), so
-that nothing is left behind when the services stop. ``Watchdog`` reports a loop that stays
-busy in one iteration for longer than a threshold, with the loop thread's stack taken while
-it is still stuck: on the host's loop it learns busy and idle from the selector, so it sleeps
-while the loop sleeps (no idle CPU); on a caller's loop it posts heartbeats.
+A ``Place`` is one event loop with its thread and the async services' tasks on it. On the
+supervisor's own loop (``LoopHost``) it is made on the first launch and ends by itself once
+the last task on it has ended (a relaunch makes a new one), so nothing is left behind.
+
+The ``Watchdog`` times every step of the services' tasks (each resumption of their
+coroutines, tick included): one that holds the loop longer than a threshold is reported
+once, with the loop thread's stack taken while it is still stuck. It sleeps while no step
+runs, so an idle loop costs no CPU, and wakes at most once per threshold while steps run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import selectors
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Generator, Iterable
+from typing import Any, Protocol
 
 from ._stacks import thread_stack
 
-__all__ = ["Hosted", "LoopHost", "Loops", "Place", "Watchdog"]
+__all__ = ["LoopHost", "Loops", "Place", "Timed", "Watchdog"]
 
-#: Called by the watchdog (in its thread) with the blocked loop's running task, how long it
-#: has been blocked so far, and the loop thread's stack.
-Report = Callable[["asyncio.Task[Any] | None", float, str], None]
+
+class Watched(Protocol):
+    """What the watchdog tells about a step that holds the loop."""
+
+    def _loop_was_blocked(self, seconds: float, stack: str) -> None: ...
 
 
 class Watchdog:
-    """Reports, once per stuck iteration, a loop busy for longer than ``threshold``."""
+    """Reports, once per step, a step of a watched task that holds its loop too long."""
 
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        thread: threading.Thread,
-        threshold: float,
-        report: Report,
-        *,
-        heartbeat: bool,
-    ) -> None:
-        self.loop, self.loop_thread, self.threshold = loop, thread, threshold
-        self._report = report
-        self._heartbeat = heartbeat
+    def __init__(self, thread: threading.Thread, threshold: float) -> None:
+        self.loop_thread, self.threshold = thread, threshold
         self._cond = threading.Condition(threading.Lock())
-        self.busy_since: float | None = None  # None: idle in select (or the last beat answered)
-        self._iteration = 0
+        self._since: float | None = None  # when the current step began; None between steps
+        self._who: Watched | None = None
+        self._steps = 0
+        self._seen = 0  # _steps at the last look
         self._reported = -1
         self._asleep = False
         self._closed = False
-        owner = (
-            thread.name if thread.name.startswith("bgservices:") else f"bgservices:{thread.name}"
+        name = thread.name.removeprefix("bgservices:")
+        self._thread = threading.Thread(
+            target=self._watch, name=f"bgservices:{name}:watchdog", daemon=True
         )
-        self._thread = threading.Thread(target=self._watch, name=f"{owner}:watchdog", daemon=True)
-
-    def start(self) -> None:
         self._thread.start()
 
     def close(self) -> None:
@@ -65,186 +58,221 @@ class Watchdog:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
-    # -- told by the loop thread ---------------------------------------------------------
+    # -- in the loop thread: cheap, unless the watchdog sleeps --------------------------------
 
-    def idle(self) -> None:
-        """The loop is about to wait in select(): whatever runs next is a new iteration."""
-        self.busy_since = None
-
-    def busy(self) -> None:
-        """select() returned: callbacks run from now on. Cheap unless the watchdog sleeps."""
-        self._iteration += 1
-        self.busy_since = time.monotonic()
+    def began(self, who: Watched) -> None:
+        self._steps += 1
+        self._who = who
+        self._since = time.monotonic()
         if self._asleep:
             with self._cond:
                 self._cond.notify_all()
 
-    def _beat(self, iteration: int) -> None:
-        if self._iteration == iteration:
-            self.busy_since = None
+    def ended(self) -> None:
+        self._since = None
 
     # -- in the watchdog thread ----------------------------------------------------------
 
     def _watch(self) -> None:
         with self._cond:
             while not self._closed:
-                if self._heartbeat:
-                    if self.loop.is_closed():
-                        return  # the caller's loop is gone (asyncio.run() ended)
-                    if not self.loop.is_running():
-                        self.busy_since = None  # not running is not blocked
-                        self._cond.wait(self.threshold / 2)
-                        continue
-                    if self.busy_since is None:
-                        self._iteration += 1
-                        self.busy_since = time.monotonic()
-                        try:
-                            self.loop.call_soon_threadsafe(self._beat, self._iteration)
-                        except RuntimeError:  # closed meanwhile
-                            return
-                since, iteration = self.busy_since, self._iteration
-                if since is None or iteration == self._reported:
-                    self._asleep = True  # set before the loop's next busy() looks at it
-                    if self.busy_since is since and self._iteration == iteration:
-                        self._cond.wait(self.threshold / 2 if self._heartbeat else None)
+                since, steps, who = self._since, self._steps, self._who
+                if since is None or steps == self._reported:
+                    quiet = steps == self._seen
+                    self._seen = steps
+                    self._asleep = quiet  # set before a step's began() looks at it
+                    if self._since is since and self._steps == steps:
+                        self._cond.wait(None if quiet else self.threshold)
                     self._asleep = False
                     continue
                 late = time.monotonic() - since
                 if late < self.threshold:
                     self._cond.wait(self.threshold - late)
                     continue
-                self._reported = iteration
+                self._reported = self._seen = steps
                 stack = thread_stack(self.loop_thread)
-                task = _running_task(self.loop)
                 self._cond.release()
                 try:
-                    self._report(task, late, stack)
-                except Exception:  # reporting must never kill the watchdog
+                    if who is not None:
+                        who._loop_was_blocked(late, stack)
+                except Exception:  # reporting must never end the watchdog
                     pass
                 finally:
                     self._cond.acquire()
 
 
-def _running_task(loop: asyncio.AbstractEventLoop) -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task(loop)
-    except RuntimeError:
-        return None
+class Timed(Coroutine[Any, Any, None]):
+    """A service's coroutine, each step timed by the watchdog of the loop it runs on."""
 
+    __slots__ = ("_coro", "_watchdog", "_who")
 
-def _selector_for(watchdog_ref: list[Watchdog]) -> selectors.BaseSelector:
-    """The default selector, telling the watchdog when the loop sleeps and wakes."""
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], watchdog: Watchdog | None, who: Watched
+    ) -> None:
+        self._coro, self._watchdog, self._who = coro, watchdog, who
 
-    class _Selector(selectors.DefaultSelector):
-        def select(self, timeout: float | None = None) -> Any:
-            watchdog = watchdog_ref[0] if watchdog_ref else None
-            if watchdog is not None:
-                watchdog.idle()
-            try:
-                return super().select(timeout)
-            finally:
-                if watchdog is not None:
-                    watchdog.busy()
-
-    return _Selector()
-
-
-class Hosted:
-    """One loop in one thread, and how many tasks it hosts."""
-
-    def __init__(self, name: str, daemon: bool, threshold: float, report: Report) -> None:
-        watchdog_ref: list[Watchdog] = []
-        self.loop = asyncio.SelectorEventLoop(_selector_for(watchdog_ref))
-        self.thread = threading.Thread(target=self._serve, name=name, daemon=daemon)
-        self.watchdog = Watchdog(self.loop, self.thread, threshold, report, heartbeat=False)
-        watchdog_ref.append(self.watchdog)
-        self.tasks = 0
-        self.closing = False
-
-    def start(self) -> None:
-        self.watchdog.start()
-        self.thread.start()
-
-    def _serve(self) -> None:
-        loop = self.loop
-        asyncio.set_event_loop(loop)
+    def send(self, value: Any) -> Any:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return self._coro.send(value)
+        watchdog.began(self._who)
         try:
-            loop.run_forever()
-            leftover = asyncio.all_tasks(loop)  # tasks the services made and left behind
-            for task in leftover:
-                task.cancel()
-            if leftover:
-                loop.run_until_complete(asyncio.wait(leftover, timeout=1.0))
-            loop.run_until_complete(loop.shutdown_asyncgens())
+            return self._coro.send(value)
         finally:
-            asyncio.set_event_loop(None)
-            loop.close()
-            self.watchdog.close()
+            watchdog.ended()
 
+    def throw(self, *args: Any) -> Any:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return self._coro.throw(*args)
+        watchdog.began(self._who)
+        try:
+            return self._coro.throw(*args)
+        finally:
+            watchdog.ended()
 
-class LoopHost:
-    """A supervisor's own event loop thread for its async services (``sup.start()``)."""
+    def close(self) -> None:
+        self._coro.close()
 
-    def __init__(self, name: str, report: Report) -> None:
-        self._name = name
-        self._report = report
-        self._lock = threading.Lock()
-        self._current: Hosted | None = None
-
-    def acquire(self, *, daemon: bool, threshold: float) -> Hosted:
-        """The loop a new task goes on (counted: ``release`` it when the task ends)."""
-        with self._lock:
-            hosted = self._current
-            if hosted is None or hosted.closing:
-                hosted = self._current = Hosted(self._name, daemon, threshold, self._report)
-                hosted.start()
-            hosted.watchdog.threshold = min(hosted.watchdog.threshold, threshold)
-            hosted.tasks += 1
-            return hosted
-
-    def release(self, hosted: Hosted) -> None:
-        """A task ended (or never started): the last one out stops the loop."""
-        with self._lock:
-            hosted.tasks -= 1
-            if hosted.tasks > 0:
-                return
-            hosted.closing = True
-        with contextlib.suppress(RuntimeError):  # closed already
-            hosted.loop.call_soon_threadsafe(hosted.loop.stop)
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._coro.__await__()
 
     @property
-    def thread(self) -> threading.Thread | None:
-        hosted = self._current
-        return None if hosted is None else hosted.thread
+    def inner(self) -> Coroutine[Any, Any, None]:
+        return self._coro
 
 
 class Place:
-    """Where one launch of an async service runs: a loop, its thread, and how to let go."""
-
-    __slots__ = ("cancel_until", "loop", "release", "thread")
+    """One loop, its thread, and the async services' tasks on it (counted)."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         thread: threading.Thread,
-        release: Callable[[], None] | None = None,
+        on_empty: Callable[[], None] | None = None,
     ) -> None:
-        self.loop, self.thread, self.release = loop, thread, release
+        self.loop, self.thread = loop, thread
+        self._on_empty = on_empty  # the host's loop stops when its last task has ended
+        self.closed = False
+        self.watchdog: Watchdog | None = None
         #: Cancellations at a stop deadline share one short wait: see AsyncService._wait_exited.
         self.cancel_until = 0.0
+        self._lock = threading.Lock()
+        self._tasks = 0
+        self._posted: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def enter(self, threshold: float | None) -> bool:
+        """Count one more task (watched if *threshold*); False once this place has closed."""
+        with self._lock:
+            if self.closed:
+                return False
+            self._tasks += 1
+            if threshold is not None:
+                if self.watchdog is None:
+                    self.watchdog = Watchdog(self.thread, threshold)
+                self.watchdog.threshold = min(self.watchdog.threshold, threshold)
+            return True
+
+    def leave(self) -> None:
+        """A task ended (or never started): the last one out closes the watchdog (and the
+        host's loop)."""
+        with self._lock:
+            self._tasks -= 1
+            if self._tasks > 0:
+                return
+            watchdog, self.watchdog = self.watchdog, None
+            if self._on_empty is not None:
+                self.closed = True
+        if watchdog is not None:
+            watchdog.close()
+        if self._on_empty is not None:
+            self._on_empty()
+
+    def post(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop soon, in order; from any thread.
+
+        Calls posted together wake the loop once: a stop of a thousand services is one
+        wake-up, not a thousand (each costs a write to the loop's socket and a GIL hand-off).
+        ``RuntimeError`` if the loop is closed.
+        """
+        with self._lock:
+            self._posted.append((callback, args))
+            if len(self._posted) > 1:
+                return  # a drain is scheduled already
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            with self._lock:
+                self._posted.clear()
+            raise
+
+    def _drain(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+        for callback, args in posted:
+            try:
+                callback(*args)
+            except Exception as exc:  # as asyncio does for a callback that raises
+                self.loop.call_exception_handler(
+                    {"message": f"bgservices: {callback!r} failed", "exception": exc}
+                )
+
+
+class LoopHost:
+    """A supervisor's own event loop thread for its async services (``sup.start()``)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._current: Place | None = None
+
+    def enter(self, *, daemon: bool, threshold: float | None) -> Place:
+        """The place a new task goes on, counted (``leave()`` it when the task ends)."""
+        with self._lock:
+            place = self._current
+            if place is not None and place.enter(threshold):
+                return place
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=_serve, args=(loop,), name=self._name, daemon=daemon)
+            place = self._current = Place(loop, thread, on_empty=_stopper(loop))
+            place.enter(threshold)
+            thread.start()
+            return place
+
+
+def _stopper(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    def stop() -> None:
+        with contextlib.suppress(RuntimeError):  # closed already
+            loop.call_soon_threadsafe(loop.stop)
+
+    return stop
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The host's loop thread: run until the last task has ended, then clean up and close."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+        leftover = asyncio.all_tasks(loop)  # tasks the services made and left behind
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.wait(leftover, timeout=1.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 class Loops:
     """A supervisor's places for async services: the loop ``astart()`` was awaited in, or
     else a ``LoopHost`` of its own (non-daemon when any async service is critical)."""
 
-    def __init__(self, owner: Iterable[Any], report: Report) -> None:
+    def __init__(self, owner: Iterable[Any]) -> None:
         self._owner = owner
-        self._report = report
         self._lock = threading.Lock()
-        self._host = LoopHost("bgservices:loop", report)
+        self._host = LoopHost("bgservices:loop")
         self._caller: Place | None = None
-        self._caller_watchdog: Watchdog | None = None
 
     def use_running_loop(self) -> None:
         """From now on, async services go on the running loop (``astart()``)."""
@@ -252,26 +280,15 @@ class Loops:
             self._caller = Place(asyncio.get_running_loop(), threading.current_thread())
 
     def forget_running_loop(self) -> None:
-        """``astop()`` is done: close the caller loop's watchdog; later starts use a host."""
+        """``astop()`` is done: later starts use the supervisor's own loop."""
         with self._lock:
-            watchdog, self._caller_watchdog, self._caller = self._caller_watchdog, None, None
-        if watchdog is not None:
-            watchdog.close()
-            watchdog.join(1.0)
+            self._caller = None
 
-    def place(self, threshold: float) -> Place:
-        """Where an async service launched now runs."""
+    def enter(self, threshold: float | None) -> Place:
+        """Where an async service launched now runs, counted: ``Place.leave()`` at its end."""
         with self._lock:
             caller = self._caller
-            if caller is not None:
-                watchdog = self._caller_watchdog
-                if watchdog is None:
-                    watchdog = self._caller_watchdog = Watchdog(
-                        caller.loop, caller.thread, threshold, self._report, heartbeat=True
-                    )
-                    watchdog.start()
-                watchdog.threshold = min(watchdog.threshold, threshold)
-                return caller
+        if caller is not None and caller.enter(threshold):
+            return caller
         critical = any(getattr(s, "is_async", False) and not s.daemon for s in self._owner)
-        hosted = self._host.acquire(daemon=not critical, threshold=threshold)
-        return Place(hosted.loop, hosted.thread, lambda: self._host.release(hosted))
+        return self._host.enter(daemon=not critical, threshold=threshold)

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
-from ._loop import Place
+from ._loop import Place, Timed
 from ._stacks import thread_stack
 from .options import option
 from .periodic import PeriodicService
@@ -48,6 +48,8 @@ def _await_chain(task: asyncio.Task[Any]) -> str:
     (``Task.print_stack`` shows only the outermost)."""
     frames: list[tuple[Any, int]] = []
     awaited: Any = task.get_coro()
+    if isinstance(awaited, Timed):
+        awaited = awaited.inner
     while awaited is not None:
         frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
         if frame is None:
@@ -102,10 +104,11 @@ class AsyncService(Service):
     _coroutine_hooks: ClassVar[tuple[str, ...]] = ("setup", "run", "teardown")
     _instance_attributes = frozenset({"loop_blocked", "last_loop_block"})
 
-    loop_block_threshold: float = option(
+    loop_block_threshold: float | None = option(
         default=0.1,
         gt=0,
-        help="Report the event loop as blocked when one step holds it this many seconds.",
+        help="Report the event loop as blocked when one step of this service holds it this "
+        "many seconds (None: not watched).",
     )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -182,14 +185,14 @@ class AsyncService(Service):
             owner = self._owner
             if owner is None:
                 raise RuntimeError(f"async service {self.name!r} has no supervisor")
-            place = owner._event_loop().place(self.loop_block_threshold)  # type: ignore[attr-defined]
+            place = owner._event_loop().enter(self.loop_block_threshold)  # type: ignore[attr-defined]
             assert place is not None
             self._place, self._thread = place, place.thread
             self._task, self._hook_task, self._cancelled = None, None, False
-            place.loop.call_soon_threadsafe(self._spawn)
+            place.post(self._spawn)
         except BaseException as exc:  # no loop could be had, or it was closed
-            if place is not None and place.release is not None:
-                place.release()
+            if place is not None:
+                place.leave()
             with self._cond:
                 self._setup_ended = self._exited = True
                 self._cond.notify_all()
@@ -201,7 +204,7 @@ class AsyncService(Service):
         try:
             if place is None:
                 raise RuntimeError("not placed")
-            place.loop.call_soon_threadsafe(self._stop_in_loop, run_hook)
+            place.post(self._stop_in_loop, run_hook)
         except RuntimeError:  # its loop is closed: nothing of it can run any more
             with self._cond:
                 self._stop_hook_done = True
@@ -223,7 +226,7 @@ class AsyncService(Service):
             self._loop_gone()
             return True
         with contextlib.suppress(RuntimeError):
-            place.loop.call_soon_threadsafe(self._cancel_in_loop)
+            place.post(self._cancel_in_loop)
         now = time.monotonic()
         if place.cancel_until < now - 1.0:
             place.cancel_until = now + _CANCEL_WAIT
@@ -275,7 +278,8 @@ class AsyncService(Service):
     def _spawn(self) -> None:
         place = self._place
         assert place is not None
-        self._task = place.loop.create_task(self._amain(), name=f"bgservices:{self.name}")
+        main = Timed(self._amain(), place.watchdog, self)
+        self._task = place.loop.create_task(main, name=f"bgservices:{self.name}")
 
     def _stop_in_loop(self, run_hook: bool) -> None:
         for waiter in list(self._waiters):
@@ -344,8 +348,8 @@ class AsyncService(Service):
                 self._setup_ended = self._exited = True
                 self._cond.notify_all()
             place = self._place
-            if place is not None and place.release is not None:
-                place.release()
+            if place is not None:
+                place.leave()
             owner = self._owner
             if owner is not None:
                 owner._service_ended(self)

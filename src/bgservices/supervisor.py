@@ -722,16 +722,8 @@ class Supervisor:
 
         with self._lock:
             if self._loops is None:
-                self._loops = Loops(self, self._loop_blocked)
+                self._loops = Loops(self)
             return self._loops
-
-    def _loop_blocked(self, task: Any, seconds: float, stack: str) -> None:
-        """The watchdog found a loop held *seconds*: tell the service whose task holds it."""
-        for service in self:
-            if task is not None and getattr(service, "_task", None) is task:
-                service._loop_was_blocked(seconds, stack)  # type: ignore[attr-defined]
-                return
-        self._emit("supervisor.loop_blocked", "warning", seconds=round(seconds, 3), stack=stack)
 
     async def astart(self) -> Supervisor:
         """``start()`` from a coroutine: async services run as tasks on the running loop,
