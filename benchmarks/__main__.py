@@ -13,6 +13,7 @@ from ._peers import peer_versions
 MODULES = [
     "stop_latency",
     "scale",
+    "async_services",
     "tick_accuracy",
     "log_throughput",
     "keepalive_connections",

@@ -73,7 +73,9 @@ def _child(kind: str, idle: float, traced: bool) -> dict[str, float]:
     rss_before = process.memory_info().rss
     began = time.perf_counter()
     if kind == "ours":
-        sup = Supervisor([Idle(name=f"idle{n}") for n in range(COUNT)], stop_at_exit=False)
+        services = [Idle(name=f"idle{n}") for n in range(COUNT)]
+        # a grace long enough that the stop is timed to its end, never cut short
+        sup = Supervisor(services, stop_at_exit=False, daemon_grace=30.0)
         sup.start()
         assert sup.wait_running(60)
     else:
