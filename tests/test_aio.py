@@ -539,3 +539,26 @@ def test_async_critical_teardown_runs_on_every_exit_path(
     assert (tmp_path / "teardown").read_text() == "flushed"
     assert "service.stopped" in out
     assert "supervisor.straggler" not in out and "stragglers=[]" in out
+
+
+def test_async_types_come_from_the_one_registry_and_the_dict_config() -> None:
+    from bgservices import ConfigError, from_config
+
+    @register("async_probe_for_config")
+    class Probe(AsyncPeriodicService):
+        async def tick(self) -> None:
+            pass
+
+    try:
+        config = {"services": {"probe": {"type": "async_probe_for_config", "interval": 0.01}}}
+        sup = from_config(config)
+        service = sup.get("probe", Probe)
+        assert service.interval == 0.01 and service.loop_block_threshold == 0.1
+        sup.start()
+        assert sup.wait_running(5)
+        assert sup.stop().clean
+        bad = {"services": {"probe": {"type": "async_probe_for_config", "loop_block_threshold": 0}}}
+        with pytest.raises(ConfigError, match="loop_block_threshold"):
+            from_config(bad)
+    finally:
+        _types.pop("async_probe_for_config", None)

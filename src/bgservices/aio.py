@@ -173,6 +173,9 @@ class AsyncService(Service):
 
     # -- driven by the supervisor (any thread) --------------------------------------------
 
+    def _has_stop_hook(self) -> bool:
+        return type(self).on_stop_requested is not AsyncService.on_stop_requested
+
     def _start_thread(self) -> BaseException | None:
         """Move to STARTING and put the task on its loop; the error if it could not be."""
         with self._cond:

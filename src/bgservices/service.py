@@ -391,13 +391,17 @@ class Service(_Declared):
             active = self._state in (_S.STARTING, _S.RUNNING, _S.BACKOFF)
             if active:
                 self._move(_S.STOPPING)
-            run_hook = active and type(self).on_stop_requested is not Service.on_stop_requested
+            run_hook = active and self._has_stop_hook()
             if run_hook:
                 self._stop_hook_done = False
             self._cond.notify_all()
         if active and not quiet:
             self._emit("service.stopping", "debug")
         self._stop_requested_now(run_hook)
+
+    def _has_stop_hook(self) -> bool:
+        """The class overrides ``on_stop_requested`` (else no stop runs it)."""
+        return type(self).on_stop_requested is not Service.on_stop_requested
 
     def _stop_requested_now(self, run_hook: bool) -> None:
         """Wake the service for its stop; start ``on_stop_requested`` if *run_hook*."""
