@@ -189,7 +189,12 @@ def _ticks_threads(ticks: int) -> list[list[float]]:
 
 
 def _ticks_apscheduler(ticks: int) -> list[list[float]]:
+    import logging
+
     from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+    # shutdown(wait=False) cancels the jobs still running: that is no error here
+    logging.getLogger("apscheduler").setLevel(logging.CRITICAL)
 
     stamps: list[list[float]] = [[] for _ in range(TICKERS)]
     done = threading.Semaphore(0)
