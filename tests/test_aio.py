@@ -562,3 +562,14 @@ def test_async_types_come_from_the_one_registry_and_the_dict_config() -> None:
             from_config(bad)
     finally:
         _types.pop("async_probe_for_config", None)
+
+
+def test_an_abandoned_daemon_safe_task_does_not_hold_the_exit(tmp_path: Path) -> None:
+    """A daemon-safe task that survives cancellation shares a non-daemon loop thread with a
+    critical service: at exit it is left behind, as a daemon thread is, and the process ends."""
+    app = App.script("aio_exit_app.py", "abandoned", str(tmp_path))
+    app.wait_line("READY")
+    code, out, err = app.finish(timeout=10)
+    assert code == 0, err
+    assert (tmp_path / "teardown").read_text() == "flushed"
+    assert "DEAF CANCELLED" in out and "supervisor.abandoned" in out

@@ -188,6 +188,15 @@ class Place:
         if self._on_empty is not None:
             self._on_empty()
 
+    def abandon(self) -> None:
+        """Interpreter exit, and only abandoned daemon-safe tasks are left: stop the host's
+        loop anyway (its thread may be non-daemon), as daemon threads are left behind."""
+        with self._lock:
+            if self._on_empty is None or self.closed:
+                return
+            self.closed = True
+        self._on_empty()
+
     def post(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` on the loop soon, in order; from any thread.
 

@@ -27,6 +27,7 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
+from . import _exit
 from ._loop import Place, Timed
 from ._stacks import thread_stack
 from .options import option
@@ -234,7 +235,18 @@ class AsyncService(Service):
         if place.cancel_until < now - 1.0:
             place.cancel_until = now + _CANCEL_WAIT
         with self._cond:
-            return self._cond.wait_for(lambda: self._exited, max(0.0, place.cancel_until - now))
+            if self._cond.wait_for(lambda: self._exited, max(0.0, place.cancel_until - now)):
+                return True
+        if self.daemon and _exit.interpreter_exiting() and not self._critical_on(place):
+            place.abandon()  # else its loop thread, non-daemon, would hold the exit forever
+        return False
+
+    def _critical_on(self, place: Place) -> bool:
+        """A critical service of the same supervisor still runs on *place*."""
+        owner: Any = self._owner
+        return owner is not None and any(
+            getattr(s, "_place", None) is place and not s.daemon and not s._exited for s in owner
+        )
 
     def _stack(self) -> str:
         """The task's coroutine stack; and the loop thread's, while it holds the loop."""

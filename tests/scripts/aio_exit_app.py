@@ -41,12 +41,28 @@ class Monitor(AsyncPeriodicService):
         pass
 
 
+class Deaf(AsyncService):
+    """Daemon-safe, and swallows its cancellation: abandoned at exit, as a daemon thread is."""
+
+    daemon_safe = True
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                print("DEAF CANCELLED", flush=True)
+
+
 def ready(event: LifecycleEvent) -> None:
     if event.event == "supervisor.started":
         print("READY", flush=True)
 
 
-sup = Supervisor([Monitor(), Writer()], shutdown_timeout=2.0)
+services: list[AsyncService] = [Monitor(), Writer()]
+if mode == "abandoned":
+    services.append(Deaf())
+sup = Supervisor(services, shutdown_timeout=2.0)
 sup.add_listener(ready)
 
 if mode == "run":
@@ -62,4 +78,4 @@ if mode == "exit3":
     sys.exit(3)
 if mode == "raise":
     raise RuntimeError("unhandled in main")
-# "return": the main thread simply finishes
+# "return", "abandoned": the main thread simply finishes
