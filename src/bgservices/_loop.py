@@ -235,12 +235,14 @@ class LoopHost:
         self._lock = threading.Lock()
         self._current: Place | None = None
 
-    def enter(self, *, daemon: bool, threshold: float | None) -> Place:
-        """The place a new task goes on, counted (``leave()`` it when the task ends)."""
+    def enter(self, *, daemonic: Callable[[], bool], threshold: float | None) -> Place:
+        """The place a new task goes on, counted (``leave()`` it when the task ends); a new
+        loop thread is a daemon if ``daemonic()`` (asked only then: it may be costly)."""
         with self._lock:
             place = self._current
             if place is not None and place.enter(threshold):
                 return place
+            daemon = daemonic()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=_serve, args=(loop,), name=self._name, daemon=daemon)
             place = self._current = Place(loop, thread, on_empty=_stopper(loop))
@@ -299,5 +301,7 @@ class Loops:
             caller = self._caller
         if caller is not None and caller.enter(threshold):
             return caller
-        critical = any(getattr(s, "is_async", False) and not s.daemon for s in self._owner)
-        return self._host.enter(daemon=not critical, threshold=threshold)
+        return self._host.enter(daemonic=self._all_daemon_safe, threshold=threshold)
+
+    def _all_daemon_safe(self) -> bool:
+        return not any(getattr(s, "is_async", False) and not s.daemon for s in self._owner)
