@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -129,11 +131,21 @@ def _measure(kind: str, idle: float, traced: bool = False) -> dict[str, float]:
 
 
 def _lateness(stamps: list[list[float]]) -> tuple[float, float, float]:
-    """(mean, worst, drift) lateness in ms against each series' own grid."""
+    """(mean, worst, drift) lateness in ms, each tick against the slot it was due in.
+
+    Slots follow the fixed-rate rule (``first + k * interval``; slots that passed while a
+    tick was late are skipped, not fired in a burst), so a skipped slot is not counted as
+    lateness of every later tick. Drift: the last ticks' mean lateness minus the first's.
+    """
     late: list[float] = []
     drifts: list[float] = []
     for series in stamps:
-        grid = [t - (series[0] + k * INTERVAL) for k, t in enumerate(series)]
+        first, slot, grid = series[0], 0, [0.0]
+        for previous, now in itertools.pairwise(series):
+            slot += 1
+            if first + slot * INTERVAL < previous:
+                slot = math.ceil((previous - first) / INTERVAL)
+            grid.append(now - (first + slot * INTERVAL))
         late += grid
         drifts.append(statistics.fmean(grid[-5:]) - statistics.fmean(grid[:5]))
     return statistics.fmean(late) * 1000, max(late) * 1000, statistics.fmean(drifts) * 1000
