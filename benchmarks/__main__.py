@@ -19,6 +19,7 @@ MODULES = [
     "keepalive_connections",
     "import_time",
     "memory_sample",
+    "leases",
 ]
 
 

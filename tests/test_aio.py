@@ -573,3 +573,10 @@ def test_an_abandoned_daemon_safe_task_does_not_hold_the_exit(tmp_path: Path) ->
     assert code == 0, err
     assert (tmp_path / "teardown").read_text() == "flushed"
     assert "DEAF CANCELLED" in out and "supervisor.abandoned" in out
+
+
+def test_a_lease_on_an_async_service_is_refused_not_ignored(tmp_path: Path) -> None:
+    from bgservices import ConfigError
+
+    with pytest.raises(ConfigError, match="leases need a thread service"):
+        Forever(lease={"path": str(tmp_path / "lock")})

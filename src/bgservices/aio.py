@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 from . import _exit
 from ._loop import Place, Timed
 from ._stacks import thread_stack
+from .errors import Problem
 from .options import option
 from .periodic import PeriodicService
 from .service import Service, _Outcome, iso_time, safe_repr
@@ -115,6 +116,15 @@ class AsyncService(Service):
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _refuse_sync_hooks(cls)
+
+    @classmethod
+    def check_options(cls, values: Any) -> list[Problem]:
+        problems = super().check_options(values)
+        if values.get("lease") is not None:  # the async life cycle has no STANDBY (yet)
+            problems.append(
+                Problem("lease", f"{cls.__name__} is async: leases need a thread service")
+            )
+        return problems
 
     def _configure(self, options: Any) -> None:
         self._task: asyncio.Task[None] | None = None

@@ -51,6 +51,8 @@ _SHUTDOWN_TIMEOUT = 10.0
 _DAEMON_GRACE = 0.5
 _FAILURE_POLICY: Literal["isolate", "shutdown"] = "isolate"
 _STOP_AT_EXIT = True
+#: States in which a service counts as up: a standby waits for a lease another instance holds.
+_UP = frozenset({ServiceState.RUNNING, ServiceState.STANDBY})
 
 
 class SupervisorSettings:
@@ -286,28 +288,28 @@ class Supervisor:
 
     @property
     def healthy(self) -> bool:
-        """True while running with every critical service RUNNING."""
-        return self._phase is Phase.RUNNING and all(
-            s.state is ServiceState.RUNNING for s in self if not s.daemon
-        )
+        """True while running with every critical service RUNNING (or in STANDBY: a leased
+        service whose lease another instance holds)."""
+        return self._phase is Phase.RUNNING and all(s.state in _UP for s in self if not s.daemon)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Every service's ``status()``, by name, in start order."""
         return {s.name: s.status() for s in self}
 
     def wait_running(self, timeout: float | None = None) -> bool:
-        """Block until every service is RUNNING; False on timeout, or at once when one of them
+        """Block until every service is RUNNING (or STANDBY, waiting for its lease); False on
+        timeout, or at once when one of them
         can no longer get there (it failed or stopped) or the supervisor is stopping."""
 
         def settled() -> bool:
             if self._phase in (Phase.STOPPING, Phase.STOPPED):
                 return True
-            return all(s.state is ServiceState.RUNNING or s.state.ended or s.stopping for s in self)
+            return all(s.state in _UP or s.state.ended or s.stopping for s in self)
 
         with self._changed:
             self._changed.wait_for(settled, timeout)
             return self._phase in (Phase.STARTING, Phase.RUNNING) and all(
-                s.state is ServiceState.RUNNING for s in self
+                s.state in _UP for s in self
             )
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
