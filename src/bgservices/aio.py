@@ -91,6 +91,9 @@ def _refuse_sync_hooks(cls: type[AsyncService]) -> None:
             )
 
 
+_ARMED = object()  # what _arm_thread returns: the task is placed by _begin_thread
+
+
 class AsyncService(Service):
     """A service whose hooks are coroutines, run as one task on an event loop.
 
@@ -187,13 +190,18 @@ class AsyncService(Service):
     def _has_stop_hook(self) -> bool:
         return type(self).on_stop_requested is not AsyncService.on_stop_requested
 
-    def _start_thread(self) -> BaseException | None:
-        """Move to STARTING and put the task on its loop; the error if it could not be."""
+    def _arm_thread(self) -> Any:
+        """Move to STARTING (the owner may hold its lock); the task is placed by
+        ``_begin_thread``, after the owner released it."""
         with self._cond:
             if not self._exited or not self._move(_S.STARTING):
                 return RuntimeError(f"service {self.name!r} is already running")
             self._stop_requested, self._stop_hook_done = False, True
             self._setup_ended, self._exited = False, False
+        return _ARMED
+
+    def _begin_thread(self, armed: Any) -> BaseException | None:
+        """Put the task on its loop; the error if it could not be."""
         place: Place | None = None
         try:
             owner = self._owner
