@@ -88,8 +88,9 @@ def test_config_demotion_runs_a_daemon_safe_class_as_critical(make_supervisor) -
 
 
 def test_start_in_order_stop_in_reverse(make_supervisor) -> None:
+    """A chain (c requires b requires a) starts in order and stops in reverse."""
     journal: list[str] = []
-    services = [Idle(name=n) for n in ("a", "b", "c")]
+    services = [Idle(name="a"), Idle(name="b", requires=["a"]), Idle(name="c", requires=["b"])]
     for s in services:
         s.journal = journal
     sup = make_supervisor(*services)

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 import cachetools
 
 from ..errors import Problem
+from ..health import HealthCheck
 from ..options import option
 from ..periodic import PeriodicService
 from ..service import iso_time
@@ -130,6 +131,16 @@ class CacheWarmer(PeriodicService):
     @property
     def ready(self) -> bool:
         return self._ready.is_set()
+
+    def check_health(self) -> HealthCheck | None:
+        """Degraded while the cached data is older than its TTL (refreshes keep failing)."""
+        ttl = self.ttl or 3 * self.interval
+        loaded = self.last_success_at
+        if loaded is not None and time.time() - loaded > ttl:
+            return HealthCheck.degraded(
+                f"cached data is {time.time() - loaded:.0f}s old (ttl {ttl:g}s)"
+            )
+        return None
 
     def tick(self) -> None:
         began = time.monotonic()

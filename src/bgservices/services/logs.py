@@ -8,10 +8,12 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Mapping, MutableMapping
 from typing import IO, Any, Literal
 
 from ..errors import Problem
+from ..health import HealthCheck
 from ..options import option
 from ..service import Service, iso_time
 
@@ -19,6 +21,7 @@ __all__ = ["LogCollector"]
 
 _STOP = object()  # queued by a stop request, after every record accepted before it
 _BATCH = 2048
+_DROP_MEMORY = 60.0  # seconds a drop keeps the collector degraded
 
 
 class LogCollector(Service):
@@ -169,6 +172,21 @@ class LogCollector(Service):
             size += len(line)
         stream.write("".join(chunk))
         stream.flush()
+
+    def check_health(self) -> HealthCheck | None:
+        """Degraded while dropping records (any dropped in the last minute) or while the
+        queue is more than 90 % full."""
+        now = time.monotonic()
+        seen, at = getattr(self, "_drops_seen", (0, -_DROP_MEMORY))
+        if self.dropped != seen:
+            seen, at = self._drops_seen = (self.dropped, now)
+        reasons = []
+        if seen and now - at < _DROP_MEMORY:
+            reasons.append(f"dropping records ({self.dropped} dropped)")
+        depth = self._queue.qsize()
+        if self.max_queue and depth > 0.9 * self.max_queue:
+            reasons.append(f"queue {depth}/{self.max_queue} full")
+        return HealthCheck.degraded(*reasons) if reasons else None
 
     def summary(self) -> str:
         """One line for status tables: records written and dropped."""
