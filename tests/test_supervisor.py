@@ -264,7 +264,7 @@ def test_restart_remove_and_add_while_running(make_supervisor, recorder) -> None
     assert a.state is ServiceState.RUNNING and a.thread is not first_thread
     assert sup.remove("b") is b and b.state is ServiceState.STOPPED
     assert [s.name for s in sup] == ["a"]
-    c = Idle(name="c")
+    c = Idle(name="c", requires=["a"])  # so that it stops before a
     c.journal = journal
     sup.add(c)
     assert c.wait_for_state(ServiceState.RUNNING, timeout=5)

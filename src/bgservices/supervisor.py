@@ -776,8 +776,8 @@ class Supervisor:
         me = threading.current_thread()
         for service in services:  # the ones that ended are finishing their last lines
             thread = service.thread
-            if service._exited and thread is not None and thread is not me:
-                thread.join(max(0.0, final - time.monotonic()))
+            if service._exited and thread is not None and thread.ident and thread is not me:
+                thread.join(max(0.0, grace_end - time.monotonic()))
 
     def _report_late(self, services: list[Service]) -> list[Service]:
         """Services still running elsewhere, logged: the first few one by one with their
