@@ -63,7 +63,9 @@ def test_failing_ticks_degrade_then_fail_and_recover(make_supervisor, recorder) 
     sup.start()
     assert sup.healthy
     flaky.broken.set()
-    event = recorder.wait_for(lambda e: e.event == "service.health" and e.fields["health"] == "failing")
+    event = recorder.wait_for(
+        lambda e: e.event == "service.health" and e.fields["health"] == "failing"
+    )
     assert "failing ticks in a row" in " ".join(event.fields["reasons"])
     assert event.fields["previous"] == "degraded"  # degraded first, after one failure
     assert not sup.healthy
@@ -105,7 +107,9 @@ def test_a_stalled_run_loop_is_failing_once_with_its_stack(make_supervisor, reco
     assert recorder.names("looper").count("service.stalled") == 1
     looper.beating.set()
     recorder.wait_for(
-        lambda e: e.event == "service.health" and e.service == "looper" and e.fields["health"] == "ok"
+        lambda e: (
+            e.event == "service.health" and e.service == "looper" and e.fields["health"] == "ok"
+        )
     )
     assert sup.healthy
 
@@ -286,7 +290,9 @@ def test_unknown_names_and_cycles_are_config_errors(graph, message, path) -> Non
     with pytest.raises(ConfigError) as caught:
         Supervisor([Idle(name=n, requires=r) for n, r in graph.items()])
     assert [(p.path, p.message) for p in caught.value.problems] == [(path, message)]
-    config = {"services": {n: {"type": f"{__name__}:Idle", "requires": r} for n, r in graph.items()}}
+    config = {
+        "services": {n: {"type": f"{__name__}:Idle", "requires": r} for n, r in graph.items()}
+    }
     with pytest.raises(ConfigError) as caught:
         from_config(config)
     assert [(p.path, p.message) for p in caught.value.problems] == [(f"services.{path}", message)]

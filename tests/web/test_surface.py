@@ -9,7 +9,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +113,9 @@ def test_health_readiness_metrics_and_page_over_http(surface: Surface) -> None:
     families = {f.name: f for f in text_string_to_metric_families(metrics.text)}
     assert families["bgservices_service_ticks"].type == "counter"
     assert families["bgservices_service_tick_duration_seconds"].type == "histogram"
-    ticks = [s for s in families["bgservices_service_ticks"].samples if s.labels["service"] == "flaky"]
+    ticks = [
+        s for s in families["bgservices_service_ticks"].samples if s.labels["service"] == "flaky"
+    ]
     assert ticks[0].name == "bgservices_service_ticks_total" and ticks[0].value > 0
     assert families["bgservices_cache_entries"].samples[0].value == 1
     assert json.loads(surface.get("/status").text)["services"]["prices"]["runs"] >= 1
@@ -185,4 +187,3 @@ def test_the_page_in_a_real_browser_shows_a_failing_service(
     finally:
         app.proc.send_signal(signal.SIGTERM)
         app.finish(20)
-
