@@ -769,6 +769,7 @@ class Supervisor:
                 if service not in asked and all(done(d) for d in dependents[service.name]):
                     asked.append(service)
                     service._request_stop()
+            finished = sum(map(done, asked))  # before looking: an exit after it wakes the wait
             if len(asked) == len(services) and all(done(s) for s in services):
                 break
             now = time.monotonic()
@@ -781,7 +782,7 @@ class Supervisor:
             if now >= limit:
                 break
             with self._changed:
-                self._changed.wait_for(_progressed(asked, done), limit - now)
+                self._changed.wait_for(_progressed(asked, done, finished), limit - now)
         rest = [s for s in services if s not in asked]
         if rest:  # past the deadline: ask the rest at once, with one event for all
             self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
@@ -1011,7 +1012,8 @@ def _is_ready(service: Service) -> bool:
         return False
 
 
-def _progressed(asked: list[Service], done: Callable[[Service], bool]) -> Callable[[], bool]:
-    """A predicate: one more of *asked* is done than now."""
-    finished = sum(map(done, asked))
+def _progressed(
+    asked: list[Service], done: Callable[[Service], bool], finished: int
+) -> Callable[[], bool]:
+    """A predicate: more of *asked* are done than the *finished* seen before."""
     return lambda: sum(map(done, asked)) != finished
