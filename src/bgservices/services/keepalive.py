@@ -99,7 +99,7 @@ class KeepAlive(PeriodicService):
     @property
     def ready(self) -> bool:
         """Ready after the first successful ping (the target was UP at least once)."""
-        return super().ready and self.probes > self.failures
+        return super().ready and bool(self._latencies)  # a latency is kept per success
 
     @property
     def session(self) -> requests.Session:
