@@ -348,3 +348,26 @@ def test_a_chain_stops_in_order(make_supervisor) -> None:
     assert sup.stop().clean
     assert [n for n in journal if n != "side"] == ["api", "cache", "db"]
     assert journal.index("side") < journal.index("cache")  # side stopped alongside api
+
+
+def test_the_watchdog_sleeps_while_nothing_changes(make_supervisor) -> None:
+    class Quiet(Service):
+        def run(self) -> None:
+            while not self.wait(30):
+                pass
+
+    sup = make_supervisor(*[Quiet(name=f"q{i}", stall_after=60) for i in range(20)])
+    rounds: list[float] = []
+    judge = sup._watch_round
+
+    def counted(*args: Any) -> Any:
+        rounds.append(time.monotonic())
+        return judge(*args)
+
+    sup._watch_round = counted
+    sup.start()
+    assert sup.wait_ready(5)
+    time.sleep(0.1)  # the last start-up changes are judged (within milliseconds)
+    seen = len(rounds)
+    time.sleep(0.3)  # watching for activity that must not happen: no poll, no busy loop
+    assert len(rounds) == seen, rounds
