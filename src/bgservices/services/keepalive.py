@@ -93,7 +93,8 @@ class KeepAlive(PeriodicService):
     def check_health(self) -> HealthCheck | None:
         """Failing while the target is DOWN."""
         if self.health is Health.DOWN:
-            return HealthCheck.failing(f"{redact_url(self.url)} is down: {self.last_failure}")
+            reason = f"{redact_url(self.url)} is down: {self.last_failure}"
+            return HealthCheck.failing(redact_text(reason, self._secrets))
         return None
 
     @property
