@@ -371,3 +371,15 @@ def test_the_watchdog_sleeps_while_nothing_changes(make_supervisor) -> None:
     seen = len(rounds)
     time.sleep(0.3)  # watching for activity that must not happen: no poll, no busy loop
     assert len(rounds) == seen, rounds
+
+
+def test_start_refuses_a_requirement_that_was_never_added(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.add(Idle(name="a", requires=["b"]))  # b may still be added before start()
+    with pytest.raises(ConfigError, match="unknown service 'b'") as caught:
+        sup.start()
+    assert caught.value.problems[0].path == "a.requires[0]"
+    assert sup.phase.value == "idle"
+    sup.add(Idle(name="b"))
+    sup.start()
+    assert sup.wait_ready(5)

@@ -478,11 +478,10 @@ class Supervisor:
                 return self
             if self._phase is Phase.STOPPING:
                 raise RuntimeError("cannot start: the supervisor is stopping")
-            self._phase = Phase.STARTING
             problems = _deps.problems({s.name: s.requires for s in self._services.values()})
-            if problems:
-                self._phase = Phase.IDLE
+            if problems:  # a required service was never added
                 raise ConfigError(problems)
+            self._phase = Phase.STARTING
             self._report = None
             self._failure_shutdown = False
             if not self._in_run:  # run() cleared it before its signal handlers went in
