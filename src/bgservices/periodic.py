@@ -182,20 +182,21 @@ class PeriodicService(Service):
             if self.wait(remaining):
                 return True
 
-    def _tell_owner(self, errors_before: int) -> None:
+    def _tell_owner(self, errors_before: int, now: float) -> None:
         """Wake the watchdog (and readiness waiters) when this tick may have changed the
         health: the first tick, errors starting or ending, a tick deadline ending. A class
         with its own ``check_health`` or ``ready`` is judged after its ticks too, at most ten
         times a second, so that a fast ticker costs its supervisor nothing."""
-        now = self._clock.monotonic()
-        cls = type(self)
-        own_view = cls.check_health is not Service.check_health or cls.ready is not Service.ready
+        errors = self.consecutive_errors
         if (
             self.ticks == 1
-            or self._error_level(errors_before) != self._error_level(self.consecutive_errors)
+            or (
+                errors != errors_before
+                and self._error_level(errors_before) != self._error_level(errors)
+            )
             or self.tick_timeout is not None
             or self._stall_reported
-            or (own_view and now - self._told_at >= _TELL_EVERY)
+            or (_own_view(type(self)) and now - self._told_at >= _TELL_EVERY)
         ):
             self._told_at = now
             self._changed()
@@ -251,16 +252,30 @@ class PeriodicService(Service):
                 raise
         else:
             self.consecutive_errors = 0
-            self._heartbeat_at = self._clock.monotonic()
-            self._succeeded_at = self._clock.time()
         finally:
-            duration = self._clock.monotonic() - begun
+            ended = self._clock.monotonic()
+            duration = ended - begun
             self._tick_began = None
             self.ticks += 1
             self.last_tick_at = self._clock.time()
+            if self.consecutive_errors == 0:  # it succeeded: a heartbeat
+                self._heartbeat_at, self._succeeded_at = ended, self.last_tick_at
             self.last_tick_duration = round(duration, 6)
             self._duration_counts[bisect.bisect_left(TICK_BUCKETS, duration)] += 1
             self._duration_sum += duration
             if duration > self.interval:
                 self.overruns += 1
-            self._tell_owner(errors_before)
+            self._tell_owner(errors_before, ended)
+
+
+_own_views: dict[type, bool] = {}
+
+
+def _own_view(cls: type[Service]) -> bool:
+    """Whether *cls* has its own ``check_health`` or ``ready`` (judged after its ticks)."""
+    found = _own_views.get(cls)
+    if found is None:
+        found = _own_views[cls] = (
+            cls.check_health is not Service.check_health or cls.ready is not Service.ready
+        )
+    return found
