@@ -18,6 +18,7 @@ MODULES = [
     "keepalive_connections",
     "import_time",
     "memory_sample",
+    "leases",
 ]
 
 

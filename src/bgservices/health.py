@@ -127,7 +127,8 @@ def evaluate(service: Service) -> ServiceHealth:
         name=service.name,
         verdict=worst(*verdicts),
         reasons=tuple(reasons),
-        ready=running and _ready(service),
+        # a standby (its lease held by another instance) is ready: it does its part by waiting
+        ready=(running and _ready(service)) or state is ServiceState.STANDBY,
         critical=not service.daemon,
         state=state,
         heartbeat_age=age,

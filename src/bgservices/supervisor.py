@@ -51,6 +51,8 @@ _DAEMON_GRACE = 0.5
 _FAILURE_POLICY: Literal["isolate", "shutdown"] = "isolate"
 _STOP_AT_EXIT = True
 _READY_TIMEOUT = 60.0
+#: States in which a service counts as up: a standby waits for a lease another instance holds.
+_UP = frozenset({ServiceState.RUNNING, ServiceState.STANDBY})
 
 
 class SupervisorSettings:
@@ -323,10 +325,8 @@ class Supervisor:
 
     @property
     def ready(self) -> bool:
-        """True while running with every service ready (``Service.ready``)."""
-        return self._phase is Phase.RUNNING and all(
-            s.state is ServiceState.RUNNING and _is_ready(s) for s in self
-        )
+        """True while running with every service ready (``Service.ready``), or in STANDBY."""
+        return self._phase is Phase.RUNNING and all(_up_and_ready(s) for s in self)
 
     def health(self) -> dict[str, Any]:
         """The whole health report: ``healthy``, ``ready``, and per service its verdict
@@ -402,18 +402,19 @@ class Supervisor:
         return {s.name: s.status() for s in self}
 
     def wait_running(self, timeout: float | None = None) -> bool:
-        """Block until every service is RUNNING; False on timeout, or at once when one of them
+        """Block until every service is RUNNING (or STANDBY, waiting for its lease); False on
+        timeout, or at once when one of them
         can no longer get there (it failed or stopped) or the supervisor is stopping."""
 
         def settled() -> bool:
             if self._phase in (Phase.STOPPING, Phase.STOPPED):
                 return True
-            return all(s.state is ServiceState.RUNNING or s.state.ended or s.stopping for s in self)
+            return all(s.state in _UP or s.state.ended or s.stopping for s in self)
 
         with self._changed:
             self._changed.wait_for(settled, timeout)
             return self._phase in (Phase.STARTING, Phase.RUNNING) and all(
-                s.state is ServiceState.RUNNING for s in self
+                s.state in _UP for s in self
             )
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
@@ -557,7 +558,7 @@ class Supervisor:
             others = required()
             if any(o is None or o.state.ended or o.stopping for o in others):
                 return True
-            return all(o is not None and o.state is ServiceState.RUNNING and _is_ready(o)
+            return all(o is not None and _up_and_ready(o)
                        for o in others)  # fmt: skip
 
         with self._changed:
@@ -570,7 +571,7 @@ class Supervisor:
                 return False
             missing = [
                 name for name, o in zip(service.requires, required(), strict=True)
-                if o is None or o.state is not ServiceState.RUNNING or not _is_ready(o)
+                if o is None or not _up_and_ready(o)
             ]  # fmt: skip
         if not missing:
             return True
@@ -1016,3 +1017,9 @@ def _progressed(
 ) -> Callable[[], bool]:
     """A predicate: more of *asked* are done than the *finished* seen before."""
     return lambda: sum(map(done, asked)) != finished
+
+
+def _up_and_ready(service: Service) -> bool:
+    """RUNNING and ready, or in STANDBY (its lease held elsewhere: ready by waiting)."""
+    state = service.state
+    return state is ServiceState.STANDBY or (state is ServiceState.RUNNING and _is_ready(service))
