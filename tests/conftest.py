@@ -1,4 +1,5 @@
-"""Shared fixtures. Every test must leave no bgservices thread and no changed signal handler."""
+"""Shared fixtures. Every test must leave no bgservices thread and no changed signal handler;
+logger levels and propagation a test changed are put back."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 
 os.environ["BGSERVICES_STRICT"] = "1"  # a disallowed state move raises, here and in subprocesses
 
+import logging
 import signal
 import socket
 import threading
@@ -17,10 +19,24 @@ import pytest
 from bgservices import LifecycleEvent, Supervisor, state
 
 
+def _logger_settings() -> dict[str, tuple[int, bool]]:
+    loggers = [logging.root, *logging.root.manager.loggerDict.values()]
+    return {
+        logger.name: (logger.level, logger.propagate)
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+    }
+
+
 @pytest.fixture(autouse=True)
 def hygiene() -> Iterator[None]:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    levels = _logger_settings()
     yield
+    for name in _logger_settings():  # levels and propagation a test changed: put back
+        logger = logging.root if name == "root" else logging.getLogger(name)
+        logger.level, logger.propagate = levels.get(name, (logging.NOTSET, True))
+    logging.root.manager._clear_cache()  # isEnabledFor() caches answers per logger
     leftovers = [t for t in threading.enumerate() if t.name.startswith("bgservices:")]
     for thread in leftovers:
         thread.join(2.0)
