@@ -88,8 +88,9 @@ def test_config_demotion_runs_a_daemon_safe_class_as_critical(make_supervisor) -
 
 
 def test_start_in_order_stop_in_reverse(make_supervisor) -> None:
+    """A chain (c requires b requires a) starts in order and stops in reverse."""
     journal: list[str] = []
-    services = [Idle(name=n) for n in ("a", "b", "c")]
+    services = [Idle(name="a"), Idle(name="b", requires=["a"]), Idle(name="c", requires=["b"])]
     for s in services:
         s.journal = journal
     sup = make_supervisor(*services)
@@ -263,7 +264,7 @@ def test_restart_remove_and_add_while_running(make_supervisor, recorder) -> None
     assert a.state is ServiceState.RUNNING and a.thread is not first_thread
     assert sup.remove("b") is b and b.state is ServiceState.STOPPED
     assert [s.name for s in sup] == ["a"]
-    c = Idle(name="c")
+    c = Idle(name="c", requires=["a"])  # so that it stops before a
     c.journal = journal
     sup.add(c)
     assert c.wait_for_state(ServiceState.RUNNING, timeout=5)

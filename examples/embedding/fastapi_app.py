@@ -4,6 +4,9 @@ Run it from this folder (needs fastapi and uvicorn):
 ``uvicorn fastapi_app:app --log-config uvicorn_logging.json``. That file is uvicorn's own
 default log configuration plus a ``root`` logger on uvicorn's handler, so bgservices' events
 (and your application's) are printed beside uvicorn's, in its format.
+
+The status surface is mounted at ``/bg``: ``/bg/livez`` and ``/bg/readyz`` for Kubernetes
+probes, ``/bg/healthz``, ``/bg/metrics`` (with ``bgservices[metrics]``) and a page at ``/bg/``.
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI, HTTPException
+from fastapi.responses import JSONResponse
 
 from bgservices import Supervisor
 from bgservices.services import CacheWarmer, MemoryMonitor
+from bgservices.web import asgi_app
 
 
 def load_prices() -> dict[str, float]:
     return {"apple": 1.2, "pear": 0.8}
 
 
+prices = CacheWarmer(name="prices", interval=60, loader=load_prices)
+sup = Supervisor([MemoryMonitor(name="memory", interval=5), prices])
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    prices = CacheWarmer(name="prices", interval=60, loader=load_prices)
-    sup = Supervisor([MemoryMonitor(name="memory", interval=5), prices])
     await anyio.to_thread.run_sync(sup.start)  # setup() may block: keep it off the event loop
     await anyio.to_thread.run_sync(prices.wait_ready, 10)  # serve nothing cold
     app.state.supervisor, app.state.prices = sup, prices
@@ -37,6 +44,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan)
+app.mount("/bg", asgi_app(sup))
 
 
 @app.get("/price/{item}")
@@ -48,6 +56,8 @@ def price(item: str) -> dict[str, Any]:
 
 
 @app.get("/health")
-def health() -> dict[str, Any]:
-    sup: Supervisor = app.state.supervisor
-    return {"healthy": sup.healthy, "services": sup.status()}
+def health() -> JSONResponse:
+    """The application's own health: 503 when a critical service is failing."""
+    healthy = sup.healthy
+    body = {"healthy": healthy, "services": sup.status()}
+    return JSONResponse(body, status_code=200 if healthy else 503)

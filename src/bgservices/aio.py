@@ -454,7 +454,7 @@ class AsyncPeriodicService(AsyncService, PeriodicService):
     async def run(self) -> None:  # type: ignore[override]
         self._new_schedule()
         while not await self._sleep_until(self._due()):
-            begun = self._clock.monotonic()
+            begun = self._tick_begins()
             try:
                 await self.tick()
             except Exception as exc:

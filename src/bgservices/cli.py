@@ -1,4 +1,5 @@
-"""The ``bgservices`` command: run a configuration, check it, list types, or run the demo.
+"""The ``bgservices`` command: run a configuration, check it, list types, run the demo, or
+ask a running process for its status.
 
 Unlike the library, the command line configures logging (a stderr handler on the root logger)
 and handles SIGINT/SIGTERM. Like uvicorn and gunicorn, it imports the user's modules from the
@@ -57,6 +58,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as err:
         _problems_to_stderr(err, args.config)
         return 1
+    if args.status_port is not None:
+        from .services.status_server import StatusServer
+
+        sup.add(StatusServer(name="status_server", port=args.status_port, host=args.status_host))
     from ._console import LiveStatus, configure_logging, render_status, run_supervisor
 
     handler = configure_logging(args.log_level, args.log_format)
@@ -159,6 +164,42 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    """Print a running process's health as a table; 0 when healthy, 1 otherwise."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    url = args.url.rstrip("/") + "/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as answer:
+            body = answer.read()
+    except urllib.error.HTTPError as err:  # 503 still carries the report
+        body = err.read()
+    except (OSError, ValueError) as err:
+        print(f"bgservices status: cannot reach {url}: {err}", file=sys.stderr)
+        return 1
+    try:
+        report = json.loads(body)
+        services = report["services"]
+    except (ValueError, KeyError, TypeError):
+        print(f"bgservices status: {url} did not answer with a health report", file=sys.stderr)
+        return 1
+    rows = [("SERVICE", "STATE", "HEALTH", "READY", "REASONS")]
+    for name, item in services.items():
+        reasons = "; ".join(map(str, item.get("reasons", [])))
+        ready = "yes" if item.get("ready") else "no"
+        rows.append((str(name), str(item.get("state")), str(item.get("health")), ready, reasons))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[4]
+        )
+    healthy = bool(report.get("healthy"))
+    print(f"{'healthy' if healthy else 'unhealthy'} (phase: {report.get('phase')})")
+    return 0 if healthy else 1
+
+
 def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -180,7 +221,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: ``run``, ``check``, ``types`` and ``demo``."""
+    """The command line: ``run``, ``check``, ``types``, ``demo`` and ``status``."""
     from ._console import LOG_LEVELS
 
     parser = argparse.ArgumentParser(
@@ -218,8 +259,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--status-every", type=_non_negative, default=10.0, metavar="S",
         help="print a status table every S seconds, 0 never (default: %(default)s)",
     )  # fmt: skip
+    run.add_argument(
+        "--status-port", type=int, metavar="PORT",
+        help="serve /healthz, /readyz, /metrics and a status page on this port (0: any free one)",
+    )  # fmt: skip
+    run.add_argument(
+        "--status-host", default="127.0.0.1", metavar="HOST",
+        help="the address the status port binds (default: %(default)s, this machine only)",
+    )  # fmt: skip
     add_app_dir(run)
     run.set_defaults(handler=_cmd_run)
+
+    status = commands.add_parser(
+        "status", help="print a running process's status; exit 0 if healthy, 1 if not"
+    )
+    status.add_argument("url", help="where the status surface is, e.g. http://127.0.0.1:9101")
+    status.add_argument(
+        "--timeout", type=_positive, default=5.0, metavar="S",
+        help="seconds to wait for the answer (default: %(default)s)",
+    )  # fmt: skip
+    status.set_defaults(handler=_cmd_status)
 
     check = commands.add_parser("check", help="validate a file and print every problem")
     check.add_argument("config")

@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from . import _deps
 from ._rules import validate_service_options
 from ._saferepr import describe_error, safe_repr, safe_str, type_name
 from ._validate import IMPORT_PATH, import_object, suggest, validate_options
@@ -175,7 +176,15 @@ def _services(top: dict[str, Any], allow_imports: bool, problems: list[Problem])
         built = _service(name, entry, allow_imports, problems)
         if built is not None:
             services.append(built)
+    graph: dict[str, list[str]] = {name: [] for name in entries}  # broken ones still count
+    graph.update((name, _requires(values)) for name, _, values in services)
+    problems += _deps.problems(graph, "services.")
     return services
+
+
+def _requires(values: dict[str, Any]) -> list[str]:
+    wanted = values.get("requires")
+    return [str(w) for w in wanted] if isinstance(wanted, list) else []
 
 
 def _service(

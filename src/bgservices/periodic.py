@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable
 from typing import Any, Literal
 
 from .errors import DoNotRestart
+from .health import Verdict
 from .options import option
 from .service import Service, iso_time
 
-__all__ = ["PeriodicService", "Schedule"]
+__all__ = ["TICK_BUCKETS", "PeriodicService", "Schedule"]
+
+_TELL_EVERY = 0.1  # seconds: how often a fast ticker with its own health view is judged
+
+#: Upper bounds (seconds) of the tick-duration histogram's buckets; +Inf is implied.
+TICK_BUCKETS: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
 
 
 class Schedule:
@@ -66,6 +75,12 @@ class PeriodicService(Service):
     A tick that raises is logged with its traceback and counted; ticking goes on. After
     ``max_consecutive_errors`` failing ticks in a row the service fails and its restart policy
     applies. Ticks never overlap: they run one after another in the service thread.
+
+    Health: each successful tick is a heartbeat; ``degraded_after_errors`` and
+    ``failing_after_errors`` failing ticks in a row make it degraded, then failing; a tick
+    running past ``tick_timeout`` is reported with its stack and keeps the service failing
+    until it returns. A Python thread cannot be killed, so an overrunning tick is reported,
+    never interrupted: make the work itself time out (socket timeouts, say).
     """
 
     interval: float = option(default=60.0, gt=0, help="Seconds between ticks.")
@@ -88,6 +103,19 @@ class PeriodicService(Service):
         help="Fail the service after this many failing ticks in a row (no limit).",
     )
 
+    tick_timeout: float | None = option(
+        default=None,
+        gt=0,
+        help="A tick running longer is reported with its stack, and the service is "
+        "failing until it returns (it cannot be interrupted).",
+    )
+    degraded_after_errors: int = option(
+        default=1, ge=1, help="Failing ticks in a row that make the service degraded."
+    )
+    failing_after_errors: int = option(
+        default=3, ge=1, help="Failing ticks in a row that make the service failing."
+    )
+
     _instance_attributes = frozenset(
         {"ticks", "errors", "consecutive_errors", "overruns", "last_tick_at", "last_tick_duration"}
     )
@@ -105,12 +133,20 @@ class PeriodicService(Service):
         self.last_tick_duration: float | None = None
         self._schedule: Schedule | None = None
         self._next_at: float | None = None
+        self._tick_began: float | None = None  # monotonic start of the tick running now
+        self._succeeded_at: float | None = None  # wall time of the last successful tick
+        self._lateness: float | None = None  # how late the last tick began, in seconds
+        #: Ticks per duration bucket (``TICK_BUCKETS``, then +Inf) and their summed seconds.
+        self._duration_counts = [0] * (len(TICK_BUCKETS) + 1)
+        self._duration_sum = 0.0
+        self._told_at = -math.inf  # when the owner was last told about a tick (monotonic)
+        self._errors_before = 0  # consecutive errors when the running tick began
         super()._new_run()
 
     def run(self) -> None:
         self._new_schedule()
         while not self._wait_until(self._due()):
-            begun = self._clock.monotonic()
+            begun = self._tick_begins()
             try:
                 self.tick()
             except Exception as exc:
@@ -135,6 +171,17 @@ class PeriodicService(Service):
         assert self._next_at is not None
         return self._next_at
 
+    def _tick_begins(self) -> float:
+        """Note a tick's start (its lateness, the deadline the watchdog watches); its time."""
+        begun = self._clock.monotonic()
+        if self._next_at is not None:
+            self._lateness = max(0.0, begun - self._next_at)
+        self._tick_began = begun
+        self._errors_before = self.consecutive_errors
+        if self.tick_timeout is not None:
+            self._changed()  # the watchdog learns the new deadline
+        return begun
+
     def _tick_failed(self, exc: Exception) -> None:
         """A tick raised: counted and logged; re-raised (to end the run) past the limit."""
         if isinstance(exc, DoNotRestart):
@@ -148,16 +195,22 @@ class PeriodicService(Service):
             raise exc
 
     def _tick_ended(self, begun: float) -> None:
-        """Bookkeeping after every tick, and when the next one is due."""
+        """Bookkeeping after every tick (a success is a heartbeat), and when the next is due."""
         now = self._clock.monotonic()
         duration = now - begun
+        self._tick_began = None
         self.ticks += 1
         self.last_tick_at = self._clock.time()
+        if self.consecutive_errors == 0:
+            self._heartbeat_at, self._succeeded_at = now, self.last_tick_at
         self.last_tick_duration = round(duration, 6)
+        self._duration_counts[bisect.bisect_left(TICK_BUCKETS, duration)] += 1
+        self._duration_sum += duration
         if duration > self.interval:
             self.overruns += 1
         if self._schedule is not None:
             self._next_at = self._schedule.after(now)
+        self._tell_owner(self._errors_before, now)
 
     def summary(self) -> str:
         return f"ticks={self.ticks} errors={self.errors}"
@@ -188,3 +241,64 @@ class PeriodicService(Service):
                 return self.stopping
             if self.wait(remaining):
                 return True
+
+    def _tell_owner(self, errors_before: int, now: float) -> None:
+        """Wake the watchdog (and readiness waiters) when this tick may have changed the
+        health: the first tick, errors starting or ending, a tick deadline ending. A class
+        with its own ``check_health`` or ``ready`` is judged after its ticks too, at most ten
+        times a second, so that a fast ticker costs its supervisor nothing."""
+        errors = self.consecutive_errors
+        if (
+            self.ticks == 1
+            or (
+                errors != errors_before
+                and self._error_level(errors_before) != self._error_level(errors)
+            )
+            or self.tick_timeout is not None
+            or self._stall_reported
+            or (_own_view(type(self)) and now - self._told_at >= _TELL_EVERY)
+        ):
+            self._told_at = now
+            self._changed()
+
+    def _error_level(self, errors: int) -> int:
+        return (
+            (errors > 0)
+            + (errors >= self.degraded_after_errors)
+            + (errors >= self.failing_after_errors)
+        )
+
+    def _progress_health(self, now: float) -> list[tuple[Verdict, str, bool]]:
+        found: list[tuple[Verdict, str, bool]] = []
+        began, limit = self._tick_began, self.tick_timeout
+        if began is not None and limit is not None and now - began > limit:
+            found.append(
+                (
+                    Verdict.FAILING,
+                    f"tick running for {now - began:.1f}s (tick_timeout={limit:g}s)",
+                    True,
+                )
+            )
+        errors = self.consecutive_errors
+        if errors >= self.failing_after_errors:
+            found.append((Verdict.FAILING, f"{errors} failing ticks in a row", False))
+        elif errors >= self.degraded_after_errors:
+            found.append((Verdict.DEGRADED, f"{errors} failing tick(s) in a row", False))
+        return found
+
+    def _progress_deadline(self) -> float | None:
+        began, limit = self._tick_began, self.tick_timeout
+        return None if began is None or limit is None else began + limit
+
+
+_own_views: dict[type, bool] = {}
+
+
+def _own_view(cls: type[Service]) -> bool:
+    """Whether *cls* has its own ``check_health`` or ``ready`` (judged after its ticks)."""
+    found = _own_views.get(cls)
+    if found is None:
+        found = _own_views[cls] = (
+            cls.check_health is not Service.check_health or cls.ready is not Service.ready
+        )
+    return found

@@ -26,6 +26,7 @@ BUILTINS: dict[str, str] = {
     "keep_alive": "bgservices.services.keepalive:KeepAlive",
     "log_collector": "bgservices.services.logs:LogCollector",
     "memory_monitor": "bgservices.services.memory:MemoryMonitor",
+    "status_server": "bgservices.services.status_server:StatusServer",
 }
 S = TypeVar("S", bound=type[Service])
 

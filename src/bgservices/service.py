@@ -33,6 +33,7 @@ from ._saferepr import type_name
 from ._stacks import thread_stack
 from .backoff import Backoff
 from .errors import ConfigError, DoNotRestart, Problem
+from .health import HealthCheck, ServiceHealth, Verdict, evaluate
 from .options import option, validate_service_options
 from .state import TRANSITIONS, LifecycleEvent, ServiceState
 
@@ -140,6 +141,17 @@ class Service(_Declared):
         help="Run in a daemon thread. Defaults to the class's daemon_safe; "
         "true is refused for a class that is not daemon-safe.",
     )
+    requires: list[str] = option(
+        default=[],
+        help="Names of services that must be ready before this one starts; "
+        "this one is stopped before them.",
+    )
+    stall_after: float | None = option(
+        default=None,
+        gt=0,
+        help="Failing when no heartbeat (a successful tick, or self.heartbeat()) "
+        "comes within this many seconds while running.",
+    )
     lease: leases.Lease | None = option(
         default=None,
         help="Run only while holding this lease ({url, key, ttl} for Redis, {path} for a file "
@@ -188,6 +200,9 @@ class Service(_Declared):
         self._restart_times: list[float] = []
         self._started_at: float | None = None
         self._running_since: float | None = None
+        #: ``self._clock.monotonic()`` of the last sign of progress while running.
+        self._heartbeat_at: float | None = None
+        self._stall_reported = False  # the watchdog reported the current stall
         self._new_run()
 
     def _new_run(self) -> None:
@@ -258,6 +273,36 @@ class Service(_Declared):
         """One line for status tables (``bgservices run``); empty by default."""
         return ""
 
+    def check_health(self) -> HealthCheck | None:
+        """The service's own view of its health, asked while it runs; None means fine.
+
+        Override to return ``HealthCheck.degraded(reason)`` or ``HealthCheck.failing(reason)``
+        when the work is not getting done (a target down, data stale). Keep it quick and
+        side-effect free: it runs whenever health is asked for, in the asking thread.
+        """
+        return None
+
+    @property
+    def ready(self) -> bool:
+        """Whether the service can do its job yet: by default, RUNNING with setup() done.
+
+        Override for services that need more (a first load): readiness is re-read whenever
+        the service changes state or ends a tick.
+        """
+        return self._state is _S.RUNNING and self._setup_ended
+
+    def health_report(self) -> ServiceHealth:
+        """This service's health now: verdict, reasons, readiness (see ``bgservices.health``)."""
+        return evaluate(self)
+
+    def _progress_health(self, now: float) -> list[tuple[Verdict, str, bool]]:
+        """Verdicts from the subclass's progress figures: (verdict, reason, tick overrun)."""
+        return []
+
+    def _progress_deadline(self) -> float | None:
+        """When the current iteration's deadline passes (monotonic), if one is set."""
+        return None
+
     # -- helpers for subclasses -----------------------------------------------------------
 
     @functools.cached_property
@@ -282,6 +327,17 @@ class Service(_Declared):
             self.callback_errors += 1
             self._emit("service.callback_failed", "error", exc=exc, callback=what)
             return None
+
+    def heartbeat(self) -> None:
+        """Record progress: call it on each round of a ``run()`` loop (ticks do it themselves).
+
+        With ``stall_after`` set, no heartbeat within that many seconds makes the service
+        failing. Cheap: one clock read, and a wake-up of the watchdog only after a stall.
+        """
+        self._heartbeat_at = self._clock.monotonic()
+        if self._stall_reported:
+            self._stall_reported = False
+            self._changed()
 
     @property
     def stopping(self) -> bool:
@@ -620,7 +676,7 @@ class Service(_Declared):
 
     def _began_running(self) -> tuple[float, bool]:
         """setup() returned: (when the run began, whether it moved to RUNNING)."""
-        begun = self._running_since = self._clock.monotonic()
+        begun = self._running_since = self._heartbeat_at = self._clock.monotonic()
         self._started_at = self._clock.time()
         running = self._transition(_S.RUNNING, "service.running", "debug", unless_stopping=True)
         self._setup_done()

@@ -24,13 +24,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from . import _exit
+from . import _deps, _exit
 from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
 from .backoff import Backoff
 from .errors import ConfigError, Problem
+from .health import ServiceHealth, Verdict, deadline, evaluate
 from .options import option, validate_options
 from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
@@ -52,6 +53,7 @@ _SHUTDOWN_TIMEOUT = 10.0
 _DAEMON_GRACE = 0.5
 _FAILURE_POLICY: Literal["isolate", "shutdown"] = "isolate"
 _STOP_AT_EXIT = True
+_READY_TIMEOUT = 60.0
 #: States in which a service counts as up: a standby waits for a lease another instance holds.
 _UP = frozenset({ServiceState.RUNNING, ServiceState.STANDBY})
 
@@ -71,6 +73,11 @@ class SupervisorSettings:
     )
     stop_at_exit: bool = option(
         default=_STOP_AT_EXIT, help="Stop gracefully when the main thread finishes."
+    )
+    ready_timeout: float = option(
+        default=_READY_TIMEOUT,
+        gt=0,
+        help="Seconds a service waits at start for the services it requires to be ready.",
     )
     thread_stack_size: int | None = option(
         default=None,
@@ -160,6 +167,7 @@ class Supervisor:
         failure_policy: Literal["isolate", "shutdown"] = _FAILURE_POLICY,
         stop_at_exit: bool = _STOP_AT_EXIT,
         thread_stack_size: int | None = None,
+        ready_timeout: float = _READY_TIMEOUT,
         backoff: Backoff | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -171,6 +179,7 @@ class Supervisor:
                 "failure_policy": failure_policy,
                 "stop_at_exit": stop_at_exit,
                 "thread_stack_size": thread_stack_size,
+                "ready_timeout": ready_timeout,
             },
             resolve=None,
         )
@@ -185,6 +194,7 @@ class Supervisor:
         self.stop_at_exit: bool = settings["stop_at_exit"]
         #: Stack of each service thread; None leaves ``threading.stack_size()`` alone.
         self.thread_stack_size: int | None = settings["thread_stack_size"]
+        self.ready_timeout: float = settings["ready_timeout"]
         self.backoff = backoff or Backoff()
         #: What services read and sleep on; ``bgservices.testing.FakeClock`` in tests.
         self.clock: Clock = clock or REAL_CLOCK
@@ -192,6 +202,13 @@ class Supervisor:
         #: Copied on write, so that events are dispatched without a lock.
         self._listeners: tuple[Listener, ...] = ()
         self._init_runtime()
+        services = list(services)
+        for service in services:
+            if not isinstance(service, Service):
+                raise TypeError(f"expected a Service, got {type(service).__name__}")
+        problems = _deps.problems({s.name: s.requires for s in services})
+        if problems:
+            raise ConfigError(problems)
         for service in services:
             self.add(service)
         _exit.remember(self)
@@ -212,6 +229,15 @@ class Supervisor:
         self._failure_shutdown = False
         self._signals: SignalHandlers | None = None
         self._loops: Loops | None = None  # where async services run (see the asyncio section)
+        # Health: services changed since the watchdog last looked (under _lock), the last
+        # verdict reported for each, and the deadlines already judged (under _health_lock).
+        self._dirty: set[str] = set()
+        self._watch_generation = 0
+        self._watchdog: threading.Thread | None = None
+        self._health_lock = threading.Lock()
+        self._verdicts: dict[str, Verdict] = {}
+        self._overruns_reported: dict[str, float] = {}
+        self._judged: dict[str, float] = {}
 
     # -- services ------------------------------------------------------------------------
 
@@ -222,9 +248,16 @@ class Supervisor:
         with self._lock:
             if service.name in self._services:
                 raise ValueError(f"a service named {service.name!r} is already supervised")
+            graph = {s.name: s.requires for s in self._services.values()}
+            graph[service.name] = service.requires
+            launching = self._phase in (Phase.STARTING, Phase.RUNNING)
+            problems = _deps.problems(graph, unknown=launching)
+            if problems:
+                raise ConfigError(problems)
             service._claim(self)
             self._services[service.name] = service
-        self._launch(service)
+        if self._await_requirements(service):
+            self._launch(service)
         return service
 
     def remove(self, name: str) -> Service:
@@ -303,9 +336,82 @@ class Supervisor:
 
     @property
     def healthy(self) -> bool:
-        """True while running with every critical service RUNNING (or in STANDBY: a leased
-        service whose lease another instance holds)."""
-        return self._phase is Phase.RUNNING and all(s.state in _UP for s in self if not s.daemon)
+        """True while running with no critical service failing (see ``health()``)."""
+        return self._phase is Phase.RUNNING and not any(
+            r.critical and r.verdict is Verdict.FAILING for r in self._health_reports()
+        )
+
+    @property
+    def ready(self) -> bool:
+        """True while running with every service ready (``Service.ready``), or in STANDBY."""
+        return self._phase is Phase.RUNNING and all(_up_and_ready(s) for s in self)
+
+    def health(self) -> dict[str, Any]:
+        """The whole health report: ``healthy``, ``ready``, and per service its verdict
+        (``ok | degraded | failing``), reasons, readiness and heartbeat age.
+
+        ``healthy`` is true only while running with no critical service failing. Judged
+        now, from figures the services keep; a changed verdict is also reported as a
+        ``service.health`` event.
+        """
+        reports = self._health_reports()
+        running = self._phase is Phase.RUNNING
+        failing = [r.name for r in reports if r.critical and r.verdict is Verdict.FAILING]
+        return {
+            "phase": self._phase.value,
+            "healthy": running and not failing,
+            "ready": running and all(r.ready for r in reports),
+            "failing": failing,
+            "not_ready": [r.name for r in reports if not r.ready],
+            "services": {r.name: r.as_dict() for r in reports},
+        }
+
+    def _health_reports(self) -> list[ServiceHealth]:
+        return [self._judge(s) for s in self]
+
+    def _judge(self, service: Service) -> ServiceHealth:
+        """Judge *service*; report a changed verdict, a new stall or a new tick overrun."""
+        report = evaluate(service)
+        name = service.name
+        with self._health_lock:
+            previous = self._verdicts.get(name, Verdict.OK)
+            self._verdicts[name] = report.verdict
+            new_stall = report.stalled and not service._stall_reported
+            service._stall_reported = report.stalled
+            began = getattr(service, "_tick_began", None)
+            new_overrun = report.overrun and self._overruns_reported.get(name) != began
+            if new_overrun and began is not None:
+                self._overruns_reported[name] = began
+        if new_stall:
+            service._emit("service.stalled", "warning", stall_after=service.stall_after,
+                          stack=service._stack())  # fmt: skip
+        if new_overrun:
+            stack = service._stack()
+            limit = getattr(service, "tick_timeout", None)
+            service._emit("service.tick_timeout", "warning", tick_timeout=limit, stack=stack)
+        if report.verdict is not previous:
+            level = "warning" if report.verdict.rank > previous.rank else "info"
+            service._emit("service.health", level, health=report.verdict.value,
+                          previous=previous.value, reasons=list(report.reasons))  # fmt: skip
+        return report
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until ``ready``; False on timeout, or as soon as readiness can no longer be
+        reached (a service ended or is stopping, or the supervisor is stopping)."""
+
+        def settled() -> bool:
+            if self._phase in (Phase.STOPPING, Phase.STOPPED):
+                return True
+            services = list(self)
+            if any(
+                s.state.ended or s.stopping for s in services if s.state is not ServiceState.NEW
+            ):
+                return True
+            return self.ready
+
+        with self._changed:
+            self._changed.wait_for(settled, timeout)
+            return self.ready
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Every service's ``status()``, by name, in start order."""
@@ -389,20 +495,26 @@ class Supervisor:
                 return self
             if self._phase is Phase.STOPPING:
                 raise RuntimeError("cannot start: the supervisor is stopping")
+            problems = _deps.problems({s.name: s.requires for s in self._services.values()})
+            if problems:  # a required service was never added
+                raise ConfigError(problems)
             self._phase = Phase.STARTING
             self._report = None
             self._failure_shutdown = False
             if not self._in_run:  # run() cleared it before its signal handlers went in
                 self._wake = False
             services = list(self._services.values())
+            order = _deps.start_order({s.name: s.requires for s in services})
+            self._start_watchdog()
         if self.stop_at_exit:
             _exit.track(self)
         began = time.monotonic()
         self._emit("supervisor.starting", "debug", services=[s.name for s in services])
-        for service in services:
+        by_name = {s.name: s for s in services}
+        for service in (by_name[n] for n in order):
             if self._wake or self._phase is not Phase.STARTING:
                 break  # a stop (a signal, request_stop, a failure) arrived while starting
-            if self._launch(service):
+            if self._await_requirements(service) and self._launch(service):
                 self._wait_setup(service)
         with self._lock:
             if self._phase is Phase.STARTING:
@@ -450,6 +562,51 @@ class Supervisor:
             return False
         return True
 
+    def _await_requirements(self, service: Service) -> bool:
+        """Until what *service* requires is ready (True), or a stop began, or it cannot be
+        (then *service* is marked FAILED), within ``ready_timeout``."""
+        if not service.requires:
+            return True
+
+        def required() -> list[Service | None]:
+            return [self._services.get(name) for name in service.requires]
+
+        def settled() -> bool:
+            if self._wake or self._phase not in (Phase.STARTING, Phase.RUNNING):
+                return True
+            if self._services.get(service.name) is not service:
+                return True
+            others = required()
+            if any(o is None or o.state.ended or o.stopping for o in others):
+                return True
+            return all(o is not None and _up_and_ready(o)
+                       for o in others)  # fmt: skip
+
+        with self._changed:
+            if self._phase not in (Phase.STARTING, Phase.RUNNING):
+                return False
+            self._changed.wait_for(settled, self.ready_timeout)
+            if self._wake or self._phase not in (Phase.STARTING, Phase.RUNNING):
+                return False  # a stop began: launch nothing more
+            if self._services.get(service.name) is not service:
+                return False
+            missing = [
+                name for name, o in zip(service.requires, required(), strict=True)
+                if o is None or not _up_and_ready(o)
+            ]  # fmt: skip
+        if not missing:
+            return True
+        error = RuntimeError(
+            f"not started: required service(s) {', '.join(map(repr, missing))} "
+            f"not ready within {self.ready_timeout:g}s"
+        )
+        if service.state is ServiceState.FAILED:
+            service._record_error(error)
+            service._emit("service.failed", "error", exc=error, reason="requirements")
+        else:
+            service._launch_failed(error)
+        return False
+
     def _may_launch(self, service: Service) -> bool:
         """Starting or running, and *service* still supervised here (the caller holds _lock)."""
         return (
@@ -469,17 +626,84 @@ class Supervisor:
                 )
             )
 
+    # -- the watchdog ----------------------------------------------------------------------
+
+    def _start_watchdog(self) -> None:
+        """One daemon thread (the caller holds ``_lock``) that reports health changes as
+        ``service.health`` events. It sleeps on ``_changed`` until a service changes or the
+        earliest stall or tick deadline passes, so it costs nothing while all is quiet."""
+        self._watch_generation += 1
+        self._dirty = {s.name for s in self._services.values()}
+        thread = threading.Thread(
+            target=self._watch, args=(self._watch_generation,), name="bgservices:watchdog",
+            daemon=True,
+        )  # fmt: skip
+        with contextlib.suppress(RuntimeError):  # no new threads: judged whenever asked
+            thread.start()
+            self._watchdog = thread
+
+    def _stop_watchdog(self) -> None:
+        with self._changed:
+            self._watch_generation += 1
+            self._changed.notify_all()
+
+    def _join_watchdog(self, deadline: float) -> None:
+        """Let the ended watchdog finish the check it may be in, within the stop's deadline."""
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog is not threading.current_thread():
+            watchdog.join(max(0.1, deadline - time.monotonic()))
+
+    def _watch(self, generation: int) -> None:
+        clock = self.clock
+        due: float | None = None
+
+        def woken() -> bool:
+            return (
+                self._watch_generation != generation
+                or bool(self._dirty)
+                or (due is not None and clock.monotonic() >= due)
+            )
+
+        while True:
+            with self._changed:
+                timeout = None if due is None else max(0.0, due - clock.monotonic())
+                clock.wait_for(self._changed, woken, timeout)
+                if self._watch_generation != generation:
+                    return
+                dirty, self._dirty = self._dirty, set()
+                services = list(self._services.values())
+            due = self._watch_round(services, dirty)
+
+    def _watch_round(self, services: list[Service], dirty: set[str]) -> float | None:
+        """Judge the changed services and those whose deadline passed; the next deadline."""
+        now = self.clock.monotonic()
+        upcoming: list[float] = []
+        for service in services:
+            try:
+                when = deadline(service)
+                passed = when is not None and when <= now and self._judged.get(service.name) != when
+                if service.name in dirty or passed:
+                    if when is not None and when <= now:
+                        self._judged[service.name] = when
+                    self._judge(service)
+                if when is not None and when > now:
+                    upcoming.append(when)
+            except Exception as exc:  # a check_health() bug must not end the watchdog
+                emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed",
+                     {"service": service.name}, exc)  # fmt: skip
+        return min(upcoming, default=None)
+
     # -- stop ----------------------------------------------------------------------------
 
     def stop(self, timeout: float | None = None) -> StopReport:
         """Stop every service within *timeout* (``shutdown_timeout``) plus ``daemon_grace``.
 
-        Critical services are stopped one by one in reverse start order; daemon-safe services
-        are asked at once and get ``daemon_grace``; services marked ``stop_last`` (the log
-        collector) follow them. Whatever still runs at its deadline is logged with its stack
-        and named in the report, never waited on further. Safe to call twice, from several
-        threads at once, from a listener, or from inside a service (which then does not wait
-        for the stop it began).
+        Services are stopped concurrently, each after the services that require it (a chain
+        stops in order, independent services together); daemon-safe services get
+        ``daemon_grace``; services marked ``stop_last`` (the log collector) follow them.
+        Whatever still runs at its deadline is logged with its stack and named in the report,
+        never waited on further. Safe to call twice, from several threads at once, from a
+        listener, or from inside a service (which then does not wait for the stop it began).
         """
         timeout = self.shutdown_timeout if timeout is None else timeout
         if not timeout >= 0:  # NaN or negative: a caller's mistake, not a wait
@@ -497,6 +721,7 @@ class Supervisor:
             self._phase = Phase.STOPPING
             self._stopper = me
             self._wake = True
+            self._watch_generation += 1  # the watchdog ends: health no longer matters
             self._stop_deadline = time.monotonic() + timeout + self.daemon_grace
             self._changed.notify_all()
             services = list(self._services.values())
@@ -504,6 +729,7 @@ class Supervisor:
         try:
             with deferring():  # a first signal does not cut this stop short
                 report = self._stop_all(services, timeout)
+                self._join_watchdog(report.deadline)
         finally:
             with self._lock:
                 self._report = report
@@ -543,24 +769,55 @@ class Supervisor:
         return report
 
     def _stop_group(self, services: list[Service], deadline: float, final: float) -> None:
-        """Daemon-safe ones asked at once; critical ones one by one until *deadline*, then
-        the rest at once; then everyone gets the daemon grace, never past *final*."""
-        critical = [s for s in services if not s.daemon]
-        for service in services:
-            if service.daemon:
-                service._request_stop()
-        for index, service in enumerate(critical):
-            service._request_stop()
-            if not service._wait_exited(deadline - time.monotonic()) and service._running_elsewhere:
-                rest = critical[index + 1 :]
-                if rest:  # past the deadline: ask the rest at once, with one event for all
-                    self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
-                    for other in rest:
-                        other._request_stop(quiet=True)
+        """Stop *services* concurrently, each only after every service that requires it
+        has stopped; daemon-safe ones with nothing depending on them are asked at once.
+
+        Critical services are waited for until *deadline*; past it, whatever was not asked
+        yet is asked at once with one event for all. Then everyone gets the daemon grace,
+        never past *final*.
+        """
+        dependents = {
+            s.name: [o for o in services if s.name in o.requires and o is not s] for s in services
+        }
+        asked: list[Service] = []
+        grace_end: float | None = None
+
+        def done(service: Service) -> bool:
+            return not service._running_elsewhere
+
+        while True:
+            for service in services:
+                if service not in asked and all(done(d) for d in dependents[service.name]):
+                    asked.append(service)
+                    service._request_stop()
+            finished = sum(map(done, asked))  # before looking: an exit after it wakes the wait
+            if len(asked) == len(services) and all(done(s) for s in services):
                 break
-        grace_end = min(time.monotonic() + self.daemon_grace, final)
+            now = time.monotonic()
+            if any(not s.daemon and not done(s) for s in services):
+                limit = deadline
+            else:
+                if grace_end is None:
+                    grace_end = min(now + self.daemon_grace, final)
+                limit = grace_end
+            if now >= limit:
+                break
+            with self._changed:
+                self._changed.wait_for(_progressed(asked, done, finished), limit - now)
+        rest = [s for s in services if s not in asked]
+        if rest:  # past the deadline: ask the rest at once, with one event for all
+            self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
+            for other in rest:
+                other._request_stop(quiet=True)
+        if grace_end is None:
+            grace_end = min(time.monotonic() + self.daemon_grace, final)
         for service in services:
             service._wait_exited(grace_end - time.monotonic())
+        me = threading.current_thread()
+        for service in services:  # the ones that ended are finishing their last lines
+            thread = service.thread
+            if service._exited and thread is not None and thread.ident and thread is not me:
+                thread.join(max(0.0, grace_end - time.monotonic()))
 
     def _report_late(self, services: list[Service]) -> list[Service]:
         """Services still running elsewhere, logged: the first few one by one with their
@@ -667,10 +924,12 @@ class Supervisor:
 
     def _service_changed(self, service: Service) -> None:
         with self._changed:
+            self._dirty.add(service.name)
             self._changed.notify_all()
 
     def _service_ended(self, service: Service) -> None:
         with self._changed:
+            self._dirty.add(service.name)
             self._changed.notify_all()
             phase = self._phase
         if phase is Phase.STOPPED:
@@ -809,3 +1068,24 @@ class Supervisor:
         self._init_runtime()
         for service in self._services.values():
             service._reset_after_fork()
+
+
+def _is_ready(service: Service) -> bool:
+    """``service.ready``; a property that raises counts as not ready."""
+    try:
+        return bool(service.ready)
+    except Exception:
+        return False
+
+
+def _progressed(
+    asked: list[Service], done: Callable[[Service], bool], finished: int
+) -> Callable[[], bool]:
+    """A predicate: more of *asked* are done than the *finished* seen before."""
+    return lambda: sum(map(done, asked)) != finished
+
+
+def _up_and_ready(service: Service) -> bool:
+    """RUNNING and ready, or in STANDBY (its lease held elsewhere: ready by waiting)."""
+    state = service.state
+    return state is ServiceState.STANDBY or (state is ServiceState.RUNNING and _is_ready(service))

@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import Problem
+from ..health import HealthCheck
 from ..options import option
 from ..periodic import PeriodicService
 from ..service import iso_time
@@ -184,6 +185,16 @@ class CacheWarmer(PeriodicService):
         """Seconds for a whole run, and for one key's fetch."""
         run = self.run_timeout if self.run_timeout is not None else max(self.interval, 1.0)
         return run, min(run, self.fetch_timeout if self.fetch_timeout is not None else run)
+
+    def check_health(self) -> HealthCheck | None:
+        """Degraded while the cached data is older than its TTL (refreshes keep failing)."""
+        ttl = self.ttl or 3 * self.interval
+        loaded = self.last_success_at
+        if loaded is not None and time.time() - loaded > ttl:
+            return HealthCheck.degraded(
+                f"cached data is {time.time() - loaded:.0f}s old (ttl {ttl:g}s)"
+            )
+        return None
 
     def tick(self) -> None:
         began = time.monotonic()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .._redact import redact_headers, redact_text, redact_url, url_secrets
 from ..errors import Problem
+from ..health import HealthCheck
 from ..options import option
 from ..periodic import PeriodicService
 
@@ -103,6 +104,18 @@ class KeepAlive(PeriodicService):
         self.last_failure: str | None = None
         self._latencies: deque[float] = deque(maxlen=self.latency_window)
         self._skip_until = 0.0
+
+    def check_health(self) -> HealthCheck | None:
+        """Failing while the target is DOWN."""
+        if self.health is Health.DOWN:
+            reason = f"{redact_url(self.url)} is down: {self.last_failure}"
+            return HealthCheck.failing(redact_text(reason, self._secrets))
+        return None
+
+    @property
+    def ready(self) -> bool:
+        """Ready after the first successful ping (the target was UP at least once)."""
+        return super().ready and bool(self._latencies)  # a latency is kept per success
 
     @property
     def session(self) -> requests.Session:

@@ -7,11 +7,13 @@ import os
 import queue
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from typing import IO, Any, ClassVar, Literal
 
 from ..errors import Problem
+from ..health import HealthCheck
 from ..options import option
 from ..service import Service
 from ._logfile import SharedLogFile
@@ -21,6 +23,7 @@ __all__ = ["LogCollector"]
 
 _STOP: Any = object()  # queued by a stop request, after every record accepted before it
 _BATCH = 2048
+_DROP_MEMORY = 60.0  # seconds a drop keeps the collector degraded
 
 
 class LogCollector(Service):
@@ -145,6 +148,21 @@ class LogCollector(Service):
                 out.flush()
             self.written += len(lines)
         return len(lines) != len(batch)
+
+    def check_health(self) -> HealthCheck | None:
+        """Degraded while dropping records (any dropped in the last minute) or while the
+        queue is more than 90 % full."""
+        now = time.monotonic()
+        seen, at = getattr(self, "_drops_seen", (0, -_DROP_MEMORY))
+        if self.dropped != seen:
+            seen, at = self._drops_seen = (self.dropped, now)
+        reasons = []
+        if seen and now - at < _DROP_MEMORY:
+            reasons.append(f"dropping records ({self.dropped} dropped)")
+        depth = self._intake.queue.qsize()
+        if self.max_queue and depth > 0.9 * self.max_queue:
+            reasons.append(f"queue {depth}/{self.max_queue} full")
+        return HealthCheck.degraded(*reasons) if reasons else None
 
     def summary(self) -> str:
         """One line for status tables: records written and dropped."""

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..health import HealthCheck
 from ..options import option
 from ..periodic import PeriodicService
 from ._cgroup import CgroupMemory, find_cgroup_memory
@@ -139,6 +140,14 @@ class MemoryMonitor(PeriodicService):
             cgroup_usage=usage,
             uss=uss,
         )
+
+    def check_health(self) -> HealthCheck | None:
+        """Degraded while a breach lasts."""
+        if self.breached:
+            latest = self.latest()
+            rss = f" (rss {latest.rss / _MB:.1f} MiB)" if latest else ""
+            return HealthCheck.degraded("memory limit breached" + rss)
+        return None
 
     def latest(self) -> MemorySample | None:
         """The most recent sample, if any."""

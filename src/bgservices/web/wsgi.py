@@ -1,0 +1,36 @@
+"""The status surface as a WSGI application, for Flask or Django.
+
+Flask: ``app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/bg": wsgi_app(sup)})``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ._endpoints import handle
+
+if TYPE_CHECKING:
+    from ..supervisor import Supervisor
+
+__all__ = ["wsgi_app"]
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
+            501: "Not Implemented", 503: "Service Unavailable"}  # fmt: skip
+
+
+def wsgi_app(supervisor: Supervisor) -> WSGIApp:
+    """A WSGI app serving *supervisor*'s endpoints below where it is mounted (PATH_INFO)."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        response = handle(
+            supervisor, environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
+        )
+        reason = _REASONS.get(response.status, "")
+        start_response(f"{response.status} {reason}", response.headers)
+        return [response.body]
+
+    return app

@@ -1,0 +1,385 @@
+"""Health that tells the truth: verdicts from state, progress, errors, tick deadlines and a
+service's own view; readiness; ``requires`` ordering at start and stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from bgservices import ConfigError, PeriodicService, Service, ServiceState, Supervisor
+from bgservices.config import from_config
+from bgservices.health import HealthCheck, Verdict
+
+
+class Flaky(PeriodicService):
+    """Ticks fail while ``broken`` is set."""
+
+    interval = 0.01
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.broken = threading.Event()
+
+    def tick(self) -> None:
+        if self.broken.is_set():
+            raise RuntimeError("upstream unavailable")
+
+
+class Looper(Service):
+    """A run() loop that heartbeats while ``beating`` is set, and otherwise hangs."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.beating = threading.Event()
+        self.beating.set()
+
+    def run(self) -> None:
+        while not self.stopping:
+            if self.beating.is_set():
+                self.heartbeat()
+                self.wait(0.01)
+            else:
+                self._stuck_in_io()
+
+    def _stuck_in_io(self) -> None:
+        while not self.beating.is_set() and not self.stopping:
+            self.wait(0.01)
+
+
+class Idle(Service):
+    journal: list[str] | None = None
+
+    def run(self) -> None:
+        while not self.wait(30):
+            pass
+
+
+def test_failing_ticks_degrade_then_fail_and_recover(make_supervisor, recorder) -> None:
+    flaky = Flaky(name="flaky", degraded_after_errors=1, failing_after_errors=3)
+    sup = make_supervisor(flaky)
+    sup.start()
+    assert sup.healthy
+    flaky.broken.set()
+    event = recorder.wait_for(
+        lambda e: e.event == "service.health" and e.fields["health"] == "failing"
+    )
+    assert "failing ticks in a row" in " ".join(event.fields["reasons"])
+    assert event.fields["previous"] == "degraded"  # degraded first, after one failure
+    assert not sup.healthy
+    report = sup.health()
+    assert report["failing"] == ["flaky"] and report["services"]["flaky"]["health"] == "failing"
+    flaky.broken.clear()
+    recorder.wait_for(lambda e: e.event == "service.health" and e.fields["health"] == "ok")
+    assert sup.healthy
+
+
+def test_a_daemon_service_failing_does_not_make_the_supervisor_unhealthy(make_supervisor) -> None:
+    flaky = Flaky(name="flaky", daemon=False)
+    background = Flaky(name="background", failing_after_errors=1)
+    background.daemon = True
+    sup = make_supervisor(flaky, background)
+    background.broken.set()
+    sup.start()
+    assert background.wait_for_state(ServiceState.RUNNING, timeout=5)
+    deadline = time.monotonic() + 5
+    while background.consecutive_errors < 1 and time.monotonic() < deadline:
+        background.wait(0.01)
+    assert sup.health()["services"]["background"]["health"] == "failing"
+    assert sup.healthy  # only critical services decide
+
+
+def test_a_stalled_run_loop_is_failing_once_with_its_stack(make_supervisor, recorder) -> None:
+    looper = Looper(name="looper", stall_after=0.2)
+    sup = make_supervisor(looper)
+    sup.start()
+    assert sup.health()["services"]["looper"]["health"] == "ok"
+    looper.beating.clear()
+    stalled = recorder.wait_event("service.stalled", "looper")
+    assert "_stuck_in_io" in stalled.fields["stack"]
+    health = recorder.wait_for(lambda e: e.event == "service.health" and e.service == "looper")
+    assert health.fields["health"] == "failing"
+    assert "no progress" in health.fields["reasons"][0]
+    assert not sup.healthy
+    sup.health()  # asking again reports nothing new
+    assert recorder.names("looper").count("service.stalled") == 1
+    looper.beating.set()
+    recorder.wait_for(
+        lambda e: (
+            e.event == "service.health" and e.service == "looper" and e.fields["health"] == "ok"
+        )
+    )
+    assert sup.healthy
+
+
+def test_a_tick_past_its_timeout_is_reported_and_failing_until_it_ends(
+    make_supervisor, recorder
+) -> None:
+    release = threading.Event()
+
+    class Slow(PeriodicService):
+        interval = 0.01
+
+        def tick(self) -> None:
+            release.wait(10)
+
+    slow = Slow(name="slow", tick_timeout=0.1)
+    sup = make_supervisor(slow)
+    sup.start()
+    event = recorder.wait_event("service.tick_timeout", "slow")
+    assert "release.wait" in event.fields["stack"]
+    assert sup.health()["services"]["slow"]["health"] == "failing"
+    assert not sup.healthy
+    release.set()
+    recorder.wait_for(
+        lambda e: e.event == "service.health" and e.service == "slow" and e.fields["health"] == "ok"
+    )
+    assert recorder.names("slow").count("service.tick_timeout") == 1
+
+
+def test_failed_is_failing_and_backoff_is_degraded(make_supervisor, recorder) -> None:
+    gate = threading.Event()
+
+    class Crashy(Service):
+        restart = "on-failure"
+
+        def run(self) -> None:
+            if gate.is_set():
+                raise RuntimeError("boom <b>")
+            while not self.wait(30):
+                pass
+
+    crashy = Crashy(name="crashy", max_restarts=0)
+    sup = make_supervisor(crashy)
+    sup.start()
+    gate.set()
+    sup.restart("crashy")
+    assert crashy.wait_for_state(ServiceState.FAILED, timeout=5)
+    report = crashy.health_report()
+    assert report.verdict is Verdict.FAILING and "boom <b>" in report.reasons[0]
+    assert not sup.healthy
+
+
+def test_check_health_is_the_services_own_view(make_supervisor) -> None:
+    class Picky(Idle):
+        def check_health(self) -> HealthCheck | None:
+            return HealthCheck.degraded("queue backing up")
+
+    class Broken(Idle):
+        def check_health(self) -> HealthCheck | None:
+            raise ValueError("bug")
+
+    sup = make_supervisor(Picky(name="picky"), Broken(name="broken"))
+    sup.start()
+    services = sup.health()["services"]
+    assert services["picky"]["health"] == "degraded"
+    assert services["picky"]["reasons"] == ["queue backing up"]
+    assert services["broken"]["health"] == "degraded"
+    assert "raised" in services["broken"]["reasons"][0]
+    assert sup.healthy  # degraded is not failing
+
+
+def test_one_watchdog_thread_whatever_the_number_of_services(make_supervisor) -> None:
+    sup = make_supervisor(*[Looper(name=f"l{i}", stall_after=60) for i in range(20)])
+    sup.start()
+    names = [t.name for t in threading.enumerate()]
+    assert names.count("bgservices:watchdog") == 1
+    watchdog = next(t for t in threading.enumerate() if t.name == "bgservices:watchdog")
+    assert watchdog.daemon
+    sup.stop()
+    assert not watchdog.is_alive()
+
+
+# -- readiness and dependencies ---------------------------------------------------------
+
+
+class Loads(Service):
+    """Ready only once ``loaded`` is set (like a first cache load)."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.loaded = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        return super().ready and self.loaded.is_set()
+
+    def run(self) -> None:
+        while not self.wait(30):
+            pass
+
+
+def test_a_dependent_starts_once_what_it_requires_is_ready(make_supervisor) -> None:
+    base = Loads(name="base")
+    dependent = Idle(name="dependent", requires=["base"])
+    sup = make_supervisor(dependent, base, ready_timeout=10)
+    starter = threading.Thread(target=sup.start)
+    starter.start()
+    assert base.wait_for_state(ServiceState.RUNNING, timeout=5)
+    assert not sup.wait_ready(0.05)  # not ready: base has not loaded, dependent is waiting
+    assert dependent.state is ServiceState.NEW
+    base.loaded.set()
+    base._changed()  # what a service does when its readiness changes outside a tick
+    starter.join(5)
+    assert dependent.state is ServiceState.RUNNING
+    assert sup.wait_ready(5)
+    assert sup.ready
+
+
+def test_a_dependent_whose_requirement_fails_is_not_started(make_supervisor) -> None:
+    class Dies(Service):
+        restart = "never"
+
+        def setup(self) -> None:
+            raise RuntimeError("no database")
+
+        def run(self) -> None:
+            pass
+
+    dependent = Idle(name="dependent", requires=["db"])
+    sup = make_supervisor(Dies(name="db"), dependent)
+    sup.start()
+    assert dependent.state is ServiceState.FAILED
+    assert "required service(s) 'db'" in dependent.last_error["message"]
+    assert not sup.wait_ready(5)  # returns at once: readiness cannot be reached
+
+
+def test_wait_ready_returns_false_as_soon_as_a_service_fails(make_supervisor) -> None:
+    block = threading.Event()
+
+    class FailsLater(Service):
+        restart = "never"
+
+        def run(self) -> None:
+            block.wait(10)
+            raise RuntimeError("gone")
+
+    sup = make_supervisor(Loads(name="never_ready"), FailsLater(name="fails"))
+    sup.start()
+    threading.Timer(0.05, block.set).start()
+    began = time.monotonic()
+    assert not sup.wait_ready(30)
+    assert time.monotonic() - began < 10
+
+
+def test_a_stop_while_a_dependent_waits_launches_nothing_more(make_supervisor) -> None:
+    base = Loads(name="base")
+    dependent = Idle(name="dependent", requires=["base"])
+    sup = make_supervisor(base, dependent, ready_timeout=30)
+    starter = threading.Thread(target=sup.start)
+    starter.start()
+    assert base.wait_for_state(ServiceState.RUNNING, timeout=5)
+    sup.request_stop()
+    starter.join(5)
+    assert not starter.is_alive()
+    assert sup.wait_stopped(5)
+    assert dependent.state is ServiceState.NEW
+
+
+@pytest.mark.parametrize(
+    ("graph", "message", "path"),
+    [
+        ({"a": ["nope"]}, "unknown service 'nope'", "a.requires[0]"),
+        ({"a": ["b"], "b": ["a"]}, "dependency cycle: a -> b -> a", "a.requires"),
+        ({"a": ["a"]}, "dependency cycle: a -> a", "a.requires"),
+    ],
+)
+def test_unknown_names_and_cycles_are_config_errors(graph, message, path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Supervisor([Idle(name=n, requires=r) for n, r in graph.items()])
+    assert [(p.path, p.message) for p in caught.value.problems] == [(path, message)]
+    config = {
+        "services": {n: {"type": f"{__name__}:Idle", "requires": r} for n, r in graph.items()}
+    }
+    with pytest.raises(ConfigError) as caught:
+        from_config(config)
+    assert [(p.path, p.message) for p in caught.value.problems] == [(f"services.{path}", message)]
+
+
+def test_add_refuses_a_cycle_and_an_unknown_name_once_running(make_supervisor) -> None:
+    sup = make_supervisor(Idle(name="a"))
+    with pytest.raises(ConfigError, match="cycle"):
+        sup.add(Idle(name="b", requires=["b"]))
+    sup.start()
+    with pytest.raises(ConfigError, match="unknown service 'zzz'"):
+        sup.add(Idle(name="c", requires=["zzz"]))
+    assert [s.name for s in sup] == ["a"]
+
+
+# -- stop: concurrent where independent, ordered along requires ---------------------------
+
+
+class SlowTeardown(Service):
+    journal: list[str] | None = None
+
+    def run(self) -> None:
+        while not self.wait(30):
+            pass
+
+    def teardown(self) -> None:
+        time.sleep(0.5)  # the work a teardown does: flushing, closing
+        if self.journal is not None:
+            self.journal.append(self.name)
+
+
+def test_independent_services_stop_concurrently(make_supervisor) -> None:
+    services = [SlowTeardown(name=f"s{i}") for i in range(10)]
+    sup = make_supervisor(*services)
+    sup.start()
+    report = sup.stop()
+    assert report.clean and len(report.stopped) == 10
+    assert report.elapsed < 1.5  # one at a time would take 5 s
+
+
+def test_a_chain_stops_in_order(make_supervisor) -> None:
+    journal: list[str] = []
+    services = [
+        SlowTeardown(name="db"),
+        SlowTeardown(name="cache", requires=["db"]),
+        SlowTeardown(name="api", requires=["cache"]),
+        SlowTeardown(name="side"),
+    ]
+    for service in services:
+        service.journal = journal
+    sup = make_supervisor(*services)
+    sup.start()
+    assert sup.stop().clean
+    assert [n for n in journal if n != "side"] == ["api", "cache", "db"]
+    assert journal.index("side") < journal.index("cache")  # side stopped alongside api
+
+
+def test_the_watchdog_sleeps_while_nothing_changes(make_supervisor) -> None:
+    class Quiet(Service):
+        def run(self) -> None:
+            while not self.wait(30):
+                pass
+
+    sup = make_supervisor(*[Quiet(name=f"q{i}", stall_after=60) for i in range(20)])
+    rounds: list[float] = []
+    judge = sup._watch_round
+
+    def counted(*args: Any) -> Any:
+        rounds.append(time.monotonic())
+        return judge(*args)
+
+    sup._watch_round = counted
+    sup.start()
+    assert sup.wait_ready(5)
+    time.sleep(0.1)  # the last start-up changes are judged (within milliseconds)
+    seen = len(rounds)
+    time.sleep(0.3)  # watching for activity that must not happen: no poll, no busy loop
+    assert len(rounds) == seen, rounds
+
+
+def test_start_refuses_a_requirement_that_was_never_added(make_supervisor) -> None:
+    sup = make_supervisor()
+    sup.add(Idle(name="a", requires=["b"]))  # b may still be added before start()
+    with pytest.raises(ConfigError, match="unknown service 'b'") as caught:
+        sup.start()
+    assert caught.value.problems[0].path == "a.requires[0]"
+    assert sup.phase.value == "idle"
+    sup.add(Idle(name="b"))
+    sup.start()
+    assert sup.wait_ready(5)

@@ -1,0 +1,93 @@
+"""The endpoints as functions, and through the ASGI, WSGI and built-in mounts, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from typing import Any
+
+import requests
+
+from bgservices import PeriodicService, Service
+from bgservices.services import KeepAlive
+from bgservices.services.status_server import StatusServer
+from bgservices.web import _endpoints, asgi_app, wsgi_app
+
+HOSTILE = "<script>alert('name')</script>"
+
+
+class Broken(PeriodicService):
+    interval = 0.01
+    failing_after_errors = 1
+
+    def tick(self) -> None:
+        raise RuntimeError("<img src=x onerror=alert(1)>")
+
+
+class Idle(Service):
+    def run(self) -> None:
+        while not self.wait(30):
+            pass
+
+
+def test_the_page_escapes_every_string_and_secrets_stay_redacted(make_supervisor, recorder) -> None:
+    secret_url = "http://user:hunter2@127.0.0.1:9/health"
+    ping = KeepAlive(name="ping", url=secret_url, interval=0.01, failure_threshold=1,
+                     timeout=0.2)  # fmt: skip
+    sup = make_supervisor(Broken(name=HOSTILE), ping)
+    sup.start()
+    recorder.wait_event("keepalive.down", "ping")
+    recorder.wait_for(lambda e: e.event == "service.health" and e.service == HOSTILE)
+    page = _endpoints.page(sup).body.decode()
+    assert "<script>" not in page and "<img" not in page
+    assert "&lt;script&gt;alert(&#x27;name&#x27;)&lt;/script&gt;" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    for endpoint in (_endpoints.page, _endpoints.status, _endpoints.healthz, _endpoints.livez,
+                     _endpoints.readyz, _endpoints.metrics):  # fmt: skip
+        assert "hunter2" not in endpoint(sup).body.decode(), endpoint.__name__
+    assert _endpoints.healthz(sup).status == 503
+    assert json.loads(_endpoints.healthz(sup).body)["failing"] == [HOSTILE]
+
+
+def test_routes_methods_and_the_mounts_agree(make_supervisor) -> None:
+    sup = make_supervisor(Idle(name="idle"))
+    assert _endpoints.livez(sup).status == 503  # not running yet
+    sup.start()
+    assert _endpoints.handle(sup, "GET", "/livez").status == 200
+    assert _endpoints.handle(sup, "POST", "/livez").status == 405
+    assert _endpoints.handle(sup, "GET", "/nope").status == 404
+    assert _endpoints.handle(sup, "HEAD", "/healthz").body == b""
+
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen["status"] = status
+
+    body = b"".join(wsgi_app(sup)({"REQUEST_METHOD": "GET", "PATH_INFO": "/readyz"},
+                                  start_response))  # fmt: skip
+    assert seen["status"] == "200 OK" and json.loads(body)["ready"] is True
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/bg/healthz", "root_path": "/bg"}
+    asyncio.run(asgi_app(sup)(scope, receive, send))
+    assert sent[0]["status"] == 200 and json.loads(sent[1]["body"])["healthy"] is True
+
+
+def test_the_built_in_server_binds_localhost_and_stops_at_once(make_supervisor) -> None:
+    server = StatusServer(port=0)
+    sup = make_supervisor(Idle(name="idle"), server)
+    sup.start()
+    assert server.url is not None and server.url.startswith("http://127.0.0.1:")
+    assert requests.get(server.url + "/healthz", timeout=5).json()["healthy"] is True
+    assert "bgservices_healthy 1.0" in requests.get(server.url + "/metrics", timeout=5).text
+    report = sup.stop()
+    assert report.clean and not report.abandoned  # woken at once, not left to the grace
+    assert not [t for t in threading.enumerate() if t.name.startswith("bgservices:status")]
