@@ -479,7 +479,7 @@ class Service(_Declared):
                 self._fail(exc, f"over {self.max_restarts} restarts in {self.restart_window:g}s")
                 return
             attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
-            delay = self._backoff.delay(attempt)
+            delay = self._backoff.delay(attempt, getattr(self._clock, "random", None))
             if not self._transition(
                 _S.BACKOFF, "service.backoff", "warning", unless_stopping=True,
                 attempt=attempt, delay=round(delay, 3),
@@ -504,7 +504,7 @@ class Service(_Declared):
         return self.restart == "always" or outcome is _Outcome.CRASHED
 
     def _restart_allowed(self) -> bool:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         times = self._restart_times = [
             t for t in self._restart_times if t > now - self.restart_window
         ]
