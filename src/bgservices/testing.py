@@ -26,7 +26,7 @@ from ._logging import EventMessage
 from .backoff import Backoff
 from .errors import DoNotRestart
 from .periodic import PeriodicService
-from .service import Service
+from .service import Service, safe_repr
 from .supervisor import Supervisor
 
 __all__ = [
@@ -51,9 +51,10 @@ _POLL = 0.005
 
 
 class CapturedEvents(list[dict[str, Any]]):
-    """The events captured so far, oldest first, as dicts: ``event``, ``log_level``,
-    ``logger``, the event's fields (``service``, ``reason``, ...), and ``exc_info`` (the
-    exception) when it carried one. Events arrive from service threads: use ``wait_for``."""
+    """The events captured so far, oldest first, as dicts: ``event``, ``log_level``, the
+    event's fields (``service``, ``reason``, ...), and for an event that carried an exception,
+    ``error`` (its repr) and ``exc_info`` (the exception itself). A list: events arrive from
+    service threads, so wait for one with ``wait_for``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -107,9 +108,9 @@ def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
     else:  # a plain logging call under the bgservices tree
         name, fields = record.getMessage(), {}
     event: dict[str, Any] = {"event": name, "log_level": record.levelname.lower()}
-    event["logger"] = record.name
-    event.update((k, v) for k, v in fields.items() if k != "event")
+    event.update((k, v) for k, v in fields.items() if k not in event)
     if record.exc_info and record.exc_info[1] is not None:
+        event["error"] = safe_repr(record.exc_info[1])  # as listeners get it
         event["exc_info"] = record.exc_info[1]
     return event
 
@@ -117,38 +118,43 @@ def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
 class _Tap(logging.Handler):
     """The one handler on the ``bgservices`` logger while any capture is active.
 
-    During a capture every logger of the tree takes DEBUG, so nothing is missed. The tree does
-    not propagate meanwhile: this handler passes on to the root's handlers exactly the records
-    they would have had without the capture (those at or above the levels set before).
+    During a capture the tree's loggers are lowered to the capture's level, so nothing is
+    missed, and the tree does not propagate: this handler passes on to the root's handlers
+    exactly the records they would have had without the capture, judged by the levels set
+    before it (or set by the test since, ``caplog.set_level`` say).
     """
 
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+    def __init__(self, level: int) -> None:
+        super().__init__(logging.NOTSET)
+        self.lowered_to = level
         self.sinks: list[CapturedEvents] = []
         self.saved: dict[str, int] = {}  # logger name -> level before the capture
         self.propagate = True
-        self.root_level = logging.DEBUG
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             event = _as_dict(record)
             for sink in list(self.sinks):
                 sink._add(event)
-            if self.propagate and record.levelno >= self._level_before(record.name):
+            if self.propagate and record.levelno >= self._level_without_us(record.name):
                 logging.getLogger().callHandlers(record)
         except Exception:
             self.handleError(record)
 
-    def _level_before(self, name: str) -> int:
-        while True:
-            level = self.saved.get(name, logging.NOTSET)
+    def _level_without_us(self, name: str) -> int:
+        loggers = logging.Logger.manager.loggerDict
+        while name != _ROOT_PARENT:
+            logger = loggers.get(name)
+            level = logger.level if isinstance(logger, logging.Logger) else logging.NOTSET
+            if name in self.saved and level == self.lowered_to:
+                level = self.saved[name]  # still the level the capture set: the one before
             if level != logging.NOTSET:
                 return level
-            if "." not in name:
-                return self.root_level
-            name = name.rsplit(".", 1)[0]
+            name = name.rpartition(".")[0] or _ROOT_PARENT
+        return logging.getLogger().level
 
 
+_ROOT_PARENT = ""
 _tap_lock = threading.Lock()
 _tap: _Tap | None = None
 
@@ -162,17 +168,17 @@ def _tree() -> list[logging.Logger]:
     return loggers
 
 
-def _open_tap(sink: CapturedEvents) -> None:
+def _open_tap(sink: CapturedEvents, level: int | None) -> None:
     global _tap
     with _tap_lock:
         if _tap is None:
-            tap = _Tap()
+            tap = _Tap(logging.DEBUG if level is None else level)
             top = logging.getLogger(_ROOT)
             tap.propagate, top.propagate = top.propagate, False
-            tap.root_level = logging.getLogger().level
             for logger in _tree():
                 tap.saved[logger.name] = logger.level
-                logger.setLevel(logging.DEBUG)
+                if level is not None and (logger.level == logging.NOTSET or logger.level > level):
+                    logger.setLevel(level)
             top.addHandler(tap)
             _tap = tap
         _tap.sinks.append(sink)
@@ -190,27 +196,27 @@ def _close_tap(sink: CapturedEvents) -> None:
         top = logging.getLogger(_ROOT)
         top.removeHandler(tap)
         top.propagate = tap.propagate
-        for logger in _tree():  # loggers made during the capture go back to NOTSET
-            logger.setLevel(tap.saved.get(logger.name, logging.NOTSET))
+        for logger in _tree():  # loggers made during the capture stay as they are
+            if logger.name in tap.saved:
+                logger.setLevel(tap.saved[logger.name])
         _tap = None
 
 
 @contextlib.contextmanager
-def capture_events() -> Iterator[CapturedEvents]:
+def capture_events(level: int | None = logging.DEBUG) -> Iterator[CapturedEvents]:
     """Collect every event bgservices reports inside the block, of every supervisor and
-    service, as dicts (``{"event": "service.crashed", "service": "poller", ...}``).
+    service, as dicts: ``{"event": "service.crashed", "log_level": "error", "service":
+    "poller", "hook": "run", "error": "ValueError('boom')", "exc_info": ValueError('boom')}``.
 
-    Nothing needs wiring: it listens on the ``bgservices`` logger tree, at every level (the
-    DEBUG lifecycle events too), and puts levels, handlers and propagation back afterwards.
-    What the application's own handlers receive does not change. Captures may nest.
-
-    >>> with capture_events() as events:  # doctest: +SKIP
-    ...     ...
-    >>> events.names("poller")  # doctest: +SKIP
-    ['service.starting', 'service.crashed', 'service.backoff', ...]
+    Nothing needs wiring: it listens on the ``bgservices`` logger tree, lowered to *level*
+    for the block (DEBUG: the per-service lifecycle events too; None: levels untouched), and
+    puts levels, handlers and propagation back afterwards. The application's own handlers
+    receive what they would have without it. Captures may nest (the first one's *level*
+    holds). Lowering the level can change what is reported: the supervisor adds a stack to
+    ``supervisor.abandoned`` only when DEBUG is on.
     """
     sink = CapturedEvents()
-    _open_tap(sink)
+    _open_tap(sink, level)
     try:
         yield sink
     finally:

@@ -52,7 +52,7 @@ def test_a_failing_key_spoils_nothing_else(make_supervisor, recorder) -> None:
     assert warmer.cache.get("a") == "A" and warmer.cache.get("c") == "C"
     assert "bad" not in warmer.cache  # type: ignore[operator]
     assert (warmer.failures, warmer.keys_warmed) == (1, 2)
-    assert recorder.wait_event("cache.fetch_failed").fields["key"] == "'bad'"
+    assert recorder.wait_for("cache.fetch_failed")["key"] == "'bad'"
 
 
 def test_should_cache_filters_values(make_supervisor) -> None:

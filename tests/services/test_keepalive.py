@@ -113,7 +113,7 @@ def test_the_pooled_connection_has_tcp_keepalive_on(
 
     ping = KeepAlive(url=http_server.url, interval=3600)  # one ping, then the pool sits idle
     with make_supervisor(ping):
-        recorder.wait_event("keepalive.up")  # the response was read: the connection is pooled
+        recorder.wait_for("keepalive.up")  # the response was read: the connection is pooled
         pools = ping.session.get_adapter(http_server.url).poolmanager.pools
         (connection,) = [c for key in pools.keys() for c in pools[key].pool.queue if c]  # noqa: SIM118 (not iterable)
         assert connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
