@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ._process import user_env
+from ._process import ROOT, user_env
 
 # Other installed plugins are left out: hypothesis alone takes seconds to load.
 QUIET = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:anyio"]
@@ -107,3 +107,11 @@ def test_the_ini_option_checks_every_test(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 1 and "1 passed, 1 error" in done.stdout, done.stdout
+
+
+def test_the_readme_shows_the_example_as_it_is() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Testing your services")[1].split("\n## ")[0]
+    excerpt = section.split("```py\n")[1].split("```")[0]
+    assert excerpt in (ROOT / "examples" / "testing" / "test_poller.py").read_text()
+    assert "python -m pytest examples/testing" in section  # run by test_docs as written
