@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from time import monotonic as _real_now
 from typing import Any, Literal
 
 from ._clock import Clock
@@ -254,12 +255,6 @@ def hygiene(join_timeout: float = 2.0) -> Iterator[None]:
     assert not changed, f"signal handlers left changed: {changed}"
 
 
-def _real_now() -> float:
-    import time
-
-    return time.monotonic()
-
-
 # -- supervised ---------------------------------------------------------------------------
 
 
@@ -278,7 +273,8 @@ def supervised(
     Before the block, waits up to *timeout* seconds until every service is running (ready,
     where the supervisor knows readiness); ``AssertionError`` with their states if one is
     not. After it, stops the supervisor and raises ``AssertionError`` if the stop was not
-    clean: a straggler, or a thread of these services still alive. An exception from the
+    clean: a straggler, an abandoned daemon-safe service, or a thread of these services
+    still alive. An exception from the
     block itself is raised unchanged (the stop still happens). *clock* is a ``FakeClock``
     (or any clock); the other keywords are the supervisor's.
     """
