@@ -60,6 +60,14 @@ class _Owner(Protocol):
     def _service_ended(self, service: Service) -> None: ...
 
 
+_current = threading.local()  # .service: the Service whose life cycle this thread runs
+
+
+def in_service_thread() -> bool:
+    """True in a thread that runs a service's life cycle (its hooks, its listeners' calls)."""
+    return getattr(_current, "service", None) is not None
+
+
 def iso_time(timestamp: float | None) -> str | None:
     """A ``time.time()`` value as ISO 8601 in UTC, for status dicts; None stays None."""
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
@@ -403,12 +411,14 @@ class Service(_Declared):
                 self._run_stop_hook()
 
     def _run_stop_hook(self) -> None:
+        previous, _current.service = getattr(_current, "service", None), self
         try:
             self.on_stop_requested()
         except BaseException as exc:  # user code: logged, never raised into the stop
             self._record_error(exc)
             self._emit("service.on_stop_requested_failed", "error", exc=exc)
         finally:
+            _current.service = previous
             with self._cond:
                 self._stop_hook_done = True
                 self._cond.notify_all()
@@ -440,6 +450,7 @@ class Service(_Declared):
     # -- the life cycle, in the service thread --------------------------------------------
 
     def _main(self) -> None:
+        _current.service = self
         try:
             self._emit("service.starting", "debug", restarts=self.restarts)
             self._live()

@@ -32,7 +32,7 @@ from ._stacks import thread_stack
 from .backoff import Backoff
 from .errors import ConfigError
 from .options import option, validate_options
-from .service import Service, safe_repr
+from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
 
 __all__ = ["EXIT_STRAGGLER", "Phase", "StopReport", "Supervisor", "SupervisorSettings"]
@@ -178,12 +178,12 @@ class Supervisor:
         _exit.remember(self)
 
     def _init_runtime(self) -> None:
-        # _lock guards _phase, _services, _listeners (writes), _report, _stopper, _wake and
-        # _in_run; _changed (on the same lock) wakes whoever waits for a phase or a service.
+        # _lock guards _phase, _services, _launching, _listeners (writes), _report, _stopper,
+        # _wake and _in_run; _changed (on the same lock) wakes whoever waits for a phase or a
+        # service.
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
-        # _operations serialises restart() and remove(), which stop and relaunch one service.
-        self._operations = threading.Lock()
+        self._launching: set[str] = set()  # services between their launch's two locked steps
         self._phase = Phase.IDLE
         self._report: StopReport | None = None
         self._stopper: threading.Thread | None = None  # the thread doing the current stop
@@ -210,33 +210,36 @@ class Supervisor:
     def remove(self, name: str) -> Service:
         """Stop the service called *name* (within ``shutdown_timeout``) and forget it.
 
-        ``RuntimeError`` if it does not stop in time: it stays supervised, so that the exit
-        still waits for it.
+        It is forgotten first, so that nothing relaunches it meanwhile. ``RuntimeError`` if it
+        does not stop in time: then it is supervised again, so that the exit still waits for it.
         """
-        with self._operations:
+        with self._lock:
             service = self[name]
+            del self._services[name]
+            self._changed.notify_all()
+        try:
             self._stop_one(service)
+        except RuntimeError:
             with self._lock:
-                if self._services.get(name) is service:
-                    del self._services[name]
-                    self._changed.notify_all()
-            service._claim(None)
+                self._services.setdefault(name, service)
+            raise
+        service._claim(None)
         return service
 
     def restart(self, name: str) -> None:
         """Stop the service called *name* and start it again in a new thread.
 
         ``RuntimeError`` unless the supervisor is starting or running, or if a stop of the
-        supervisor began meanwhile (then the service stays stopped).
+        supervisor began meanwhile (then the service stays stopped). Safe to call from several
+        threads, from a listener or from a service: concurrent restarts launch it once.
         """
-        with self._operations:
-            with self._lock:
-                if self._phase not in (Phase.STARTING, Phase.RUNNING):
-                    raise RuntimeError(f"cannot restart: the supervisor is {self._phase.value}")
-                service = self[name]
-            self._stop_one(service)
-            if not self._launch(service):
-                raise RuntimeError("cannot restart: the supervisor began stopping")
+        with self._lock:
+            if self._phase not in (Phase.STARTING, Phase.RUNNING):
+                raise RuntimeError(f"cannot restart: the supervisor is {self._phase.value}")
+            service = self[name]
+        self._stop_one(service)
+        if not self._launch(service) and self._phase not in (Phase.STARTING, Phase.RUNNING):
+            raise RuntimeError("cannot restart: the supervisor began stopping")
 
     def __getitem__(self, name: str) -> Service:
         try:
@@ -393,26 +396,41 @@ class Supervisor:
         return self
 
     def _launch(self, service: Service) -> bool:
-        """Start *service*'s thread if the supervisor is starting or running; True if started."""
+        """Start *service*'s thread if the supervisor is starting or running; True if started.
+
+        Two locked steps around ``init_state()`` (user code, never run under the lock); a
+        service is in ``_launching`` between them, so that concurrent launches make one.
+        """
         with self._lock:
-            if self._phase not in (Phase.STARTING, Phase.RUNNING):
+            if not self._may_launch(service) or service.name in self._launching:
                 return False
-        if service.state.active:
-            return False  # already launched (by add() or restart() while starting)
+            if service.state.active or not service._exited:
+                return False  # already launched (by add() or restart() while starting)
+            self._launching.add(service.name)
         try:
-            service._prepare_launch(self.backoff, self.clock)
-        except RuntimeError:
-            return False  # its previous thread is still running (a straggler)
-        with self._lock:  # no launch once a stop began, and never after a remove()
-            if self._phase not in (Phase.STARTING, Phase.RUNNING):
-                return False
-            if self._services.get(service.name) is not service:
-                return False
-            error = service._start_thread()
+            try:
+                service._prepare_launch(self.backoff, self.clock)
+            except Exception as exc:  # init_state() is user code
+                error: BaseException | None = exc
+            else:
+                with self._lock:  # no launch once a stop began, and never after a remove()
+                    if not self._may_launch(service):
+                        return False
+                    error = service._start_thread()
+        finally:
+            with self._lock:
+                self._launching.discard(service.name)
         if error is not None:
             service._launch_failed(error)
             return False
         return True
+
+    def _may_launch(self, service: Service) -> bool:
+        """Starting or running, and *service* still supervised here (the caller holds _lock)."""
+        return (
+            self._phase in (Phase.STARTING, Phase.RUNNING)
+            and self._services.get(service.name) is service
+        )
 
     def _wait_setup(self, service: Service) -> None:
         """Until *service*'s first setup() ended, a stop began, or it was removed."""
@@ -471,8 +489,8 @@ class Supervisor:
 
     def _await_stop(self, me: threading.Thread) -> StopReport:
         """Another stop is under way (the caller holds ``_lock``): its report, or in_progress."""
-        if me is self._stopper or any(s.thread is me for s in self._services.values()):
-            return StopReport(in_progress=True)  # waiting would wait for ourselves
+        if me is self._stopper or in_service_thread():
+            return StopReport(in_progress=True)  # waiting could wait for ourselves
         with deferring():
             self._changed.wait_for(
                 lambda: self._phase is not Phase.STOPPING,
@@ -550,8 +568,13 @@ class Supervisor:
         self._emit("supervisor.abandoned", **fields)
 
     def _stop_one(self, service: Service) -> None:
+        """Stop one service within ``shutdown_timeout``, and never past a stop under way."""
         service._request_stop()
-        if not service._wait_exited(self.shutdown_timeout) and service._running_elsewhere:
+        with self._lock:
+            deadline = time.monotonic() + self.shutdown_timeout
+            if self._phase is Phase.STOPPING:
+                deadline = min(deadline, self._stop_deadline)
+        if not service._wait_exited(deadline - time.monotonic()) and service._running_elsewhere:
             thread = service.thread
             self._emit(
                 "supervisor.straggler",
@@ -631,11 +654,9 @@ class Supervisor:
             if not any(not s.daemon and not s._exited for s in self):
                 _exit.untrack(self)  # the last critical service still running has finished
             return
-        if (
-            service.state is ServiceState.FAILED
-            and self.failure_policy == "shutdown"
-            and phase in (Phase.STARTING, Phase.RUNNING)
-        ):
+        if phase not in (Phase.STARTING, Phase.RUNNING):
+            return  # a stop is under way: it waits for this service itself
+        if service.state is ServiceState.FAILED and self.failure_policy == "shutdown":
             self._failure_shutdown = True
             self._emit("supervisor.failure_shutdown", "error", service=service.name)
             self.request_stop()
