@@ -47,13 +47,18 @@ def test_capture_sees_every_supervisor_without_wiring_and_restores_logging(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.WARNING)
-    tree = logging.getLogger("bgservices")
-    before = (tree.level, tree.propagate, list(tree.handlers))
-    with capture_events() as events:
-        with Supervisor([Waiter()]) as sup:  # nobody added a listener
-            assert sup.wait_running(5)
-        assert tree.level < logging.DEBUG and not tree.propagate
-    assert (tree.level, tree.propagate, list(tree.handlers)) == before
+    tree, child = logging.getLogger("bgservices"), logging.getLogger("bgservices.supervisor")
+    child.setLevel(logging.ERROR)  # an application's choice, kept after the capture
+    try:
+        before = (tree.level, tree.propagate, list(tree.handlers), child.level)
+        with capture_events() as events:
+            with Supervisor([Waiter()]) as sup:  # nobody added a listener
+                assert sup.wait_running(5)
+            assert tree.level < logging.DEBUG and not tree.propagate
+            assert child.level < logging.DEBUG
+        assert (tree.level, tree.propagate, list(tree.handlers), child.level) == before
+    finally:
+        child.setLevel(logging.NOTSET)
     assert events.names("waiter") == [
         "service.starting",
         "service.running",
