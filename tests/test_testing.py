@@ -24,7 +24,7 @@ class Ticker(PeriodicService):
         self.fail_at: set[int] = set()
 
     def tick(self) -> None:
-        self.at.append(self._clock.monotonic())
+        self.at.append(self.clock.monotonic())
         if len(self.at) in self.fail_at:
             raise ValueError(f"tick {len(self.at)}")
 

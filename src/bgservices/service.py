@@ -265,6 +265,15 @@ class Service(_Declared):
             return None
 
     @property
+    def clock(self) -> Clock:
+        """The clock this service reads and waits on: the supervisor's (``Supervisor(clock=)``).
+
+        Read time through it (``self.clock.monotonic()``) and a test's
+        ``bgservices.testing.FakeClock`` moves your service's idea of time too.
+        """
+        return self._clock
+
+    @property
     def stopping(self) -> bool:
         """True once a stop has been requested."""
         return self._stop_requested
