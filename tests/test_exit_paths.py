@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -150,6 +151,12 @@ def test_a_sigterm_while_the_main_thread_holds_a_listeners_lock_never_deadlocks(
     assert (tmp_path / "teardown").read_text() == "flushed"
 
 
+@pytest.mark.xfail(
+    (3, 12, 0) <= sys.version_info[:3] < (3, 12, 2),
+    reason="CPython 3.12.0-3.12.1 refuse every new thread once shutdown begins (gh-113964, "
+    "relaxed in 3.12.2 to 'once all non-daemon threads exit')",
+    strict=True,
+)
 def test_a_critical_teardown_at_exit_can_use_a_thread_pool(tmp_path: Path) -> None:
     code, _, err = hostile("executor-at-exit", tmp_path).finish(timeout=10)
     assert code == 0, err

@@ -219,9 +219,9 @@ def test_a_busy_daemon_safe_service_is_abandoned_after_its_grace(
     sup = make_supervisor(Idle(), busy, daemon_grace=0.05)
     sup.start()
     try:
-        report = sup.stop(timeout=5)
+        report = sup.stop(timeout=30)
         assert report.abandoned == ("busy_monitor",) and report.stragglers == ()
-        assert report.clean and report.elapsed < 2  # abandoning a daemon is allowed
+        assert report.clean and report.elapsed < 10  # after its grace, not the 30 s deadline
         event = recorder.wait_for("supervisor.abandoned")  # at INFO: no stack, it is no crash
         assert event == {
             "event": "supervisor.abandoned", "log_level": "info",

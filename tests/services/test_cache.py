@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Hashable
+import time
+from collections.abc import Hashable, Iterator
 from typing import Any
 
 import pytest
 
-from bgservices import ConfigError
+from bgservices import ConfigError, ServiceState
 from bgservices.services import CacheBackend, CacheWarmer, MemoryCache
 
 
@@ -163,3 +164,109 @@ def test_loader_or_keys_with_fetch_is_required() -> None:
         CacheWarmer(keys=[1])
     with pytest.raises(ConfigError, match="backend: must be CacheBackend"):
         CacheWarmer(loader=dict, backend=object())
+
+
+@pytest.fixture
+def hang() -> Iterator[threading.Event]:
+    """Set at the end of the test, so that whatever hung on it returns before hygiene checks."""
+    release = threading.Event()
+    yield release
+    release.set()
+
+
+def test_a_hung_fetch_does_not_stall_the_other_keys(make_supervisor, recorder, hang) -> None:
+    def fetch(key: str) -> str:
+        if key == "stuck":
+            hang.wait(30)
+        return key.upper()
+
+    warmer = CacheWarmer(
+        keys=["stuck", "a", "b", "c"], fetch=fetch, max_workers=1, fetch_timeout=0.2, interval=60
+    )
+    with make_supervisor(warmer):
+        assert warmer.wait_ready(10)  # the one worker hung on "stuck"; a fresh one did the rest
+        assert [warmer.cache.get(k) for k in "abc"] == ["A", "B", "C"]
+        status = warmer.status()
+        assert (status["failures"], status["timeouts"], status["hung_workers"]) == (1, 1, 1)
+        assert recorder.wait_for("cache.fetch_timed_out")["key"] == "'stuck'"
+    assert "stuck" not in warmer.cache  # type: ignore[operator]
+
+
+def test_a_run_never_outlasts_run_timeout(make_supervisor, recorder, hang) -> None:
+    warmer = CacheWarmer(
+        keys=list(range(6)), fetch=lambda key: hang.wait(30), max_workers=2, run_timeout=0.3
+    )
+    began = time.monotonic()
+    with make_supervisor(warmer):
+        recorder.wait_for("cache.run_timed_out", timeout=10)
+        assert time.monotonic() - began < 5
+        status = warmer.status()
+        assert status["failures"] == 6 and status["keys_warmed"] == 0 and status["runs"] == 1
+        assert 1 <= status["hung_workers"] <= 4  # bounded: 2 x max_workers at most
+
+
+def test_a_hung_loader_fails_the_run_and_is_not_started_twice(make_supervisor, hang) -> None:
+    calls = []
+
+    def loader() -> dict[str, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            hang.wait(30)
+        return {"a": 1}
+
+    warmer = CacheWarmer(loader=loader, interval=0.05, run_timeout=0.1)
+    with make_supervisor(warmer):
+        assert warmer.wait_for_state(ServiceState.RUNNING, timeout=5)
+        deadline = time.monotonic() + 10
+        while warmer.errors < 3 and time.monotonic() < deadline:
+            assert not warmer.wait_ready(0.05)
+        assert warmer.errors >= 3 and len(calls) == 1  # no second loader while the first hangs
+        assert warmer.last_error is not None and warmer.last_error["type"] == "TimeoutError"
+        assert warmer.status()["hung_workers"] == 1
+        hang.set()  # the loader returns: the next run starts a new one, which succeeds
+        assert warmer.wait_ready(10) and warmer.cache.get("a") == 1
+
+
+def test_wait_ready_ends_when_the_service_fails_or_stops(make_supervisor) -> None:
+    def broken() -> dict[str, int]:
+        raise ConnectionError("database down")
+
+    failing = CacheWarmer(
+        name="failing", loader=broken, interval=0.01, max_consecutive_errors=1, restart="never"
+    )
+    stopped = CacheWarmer(name="stopped", loader=lambda: {"a": 1}, initial_delay=3600)
+    results: dict[str, bool] = {}
+
+    def wait(warmer: CacheWarmer) -> None:
+        results[warmer.name] = warmer.wait_ready()  # no timeout: must still end
+
+    waiters = [threading.Thread(target=wait, args=(w,)) for w in (failing, stopped)]
+    for waiter in waiters:
+        waiter.start()  # before the services start: the launch must not strand them
+    sup = make_supervisor(failing, stopped)
+    with sup:
+        assert failing.wait_for_state(ServiceState.FAILED, timeout=10)
+        waiters[0].join(5)
+        assert results == {"failing": False}
+    waiters[1].join(5)
+    assert results == {"failing": False, "stopped": False}
+    assert not failing.wait_ready() and not stopped.wait_ready()
+
+
+def test_wait_ready_before_start_is_woken_by_the_first_warm_up(make_supervisor) -> None:
+    warmer = CacheWarmer(loader=lambda: {"a": 1})
+    result: list[bool] = []
+    waiter = threading.Thread(target=lambda: result.append(warmer.wait_ready(10)))
+    waiter.start()
+    with make_supervisor(warmer):
+        waiter.join(10)
+    assert result == [True]
+
+
+def test_a_hung_keys_callable_fails_the_run_on_time(make_supervisor, recorder, hang) -> None:
+    warmer = CacheWarmer(keys=lambda: hang.wait(30) and [], fetch=str, run_timeout=0.2)
+    with make_supervisor(warmer):
+        recorder.wait_for("cache.keys_timed_out", timeout=10)
+        recorder.wait_for("service.tick_failed", timeout=10)
+        assert warmer.last_error is not None and warmer.last_error["type"] == "TimeoutError"
+        assert warmer.status()["hung_workers"] == 1 and not warmer.ready

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import threading
+import time
 
 import pytest
 import structlog
 
-from bgservices import ConfigError
+from bgservices import ConfigError, ServiceState
+from bgservices._redact import redact_text, redact_url, url_secrets
 from bgservices.services import Health, KeepAlive
 
 from .conftest import CountingServer
@@ -119,3 +124,145 @@ def test_the_pooled_connection_has_tcp_keepalive_on(
         assert connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
         if hasattr(socket, "TCP_KEEPIDLE"):
             assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+
+
+class TricklingServer:
+    """Answers every connection with a status line, then one header byte every 50 ms."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._done = threading.Event()
+        self.trickling = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self._listener.settimeout(0.05)
+        while not self._done.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            threading.Thread(target=self._trickle, args=(conn,), daemon=True).start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+            self.trickling.set()
+            while not self._done.wait(0.05):
+                conn.sendall(b"x")
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join(5)
+        self._listener.close()
+
+
+def test_timeout_bounds_the_whole_probe_even_when_bytes_trickle(make_supervisor) -> None:
+    server = TricklingServer()
+    went_down = threading.Event()
+    ping = KeepAlive(
+        url=f"http://127.0.0.1:{server.port}/", timeout=0.3, interval=60, failure_threshold=1,
+        on_down=lambda s: went_down.set(),
+    )  # fmt: skip
+    try:
+        with make_supervisor(ping):
+            began = time.monotonic()
+            assert went_down.wait(10), "a trickling server kept the probe alive past its timeout"
+            assert time.monotonic() - began < 3
+    finally:
+        server.close()
+    assert ping.failures == 1 and ping.errors == 0
+    assert ping.last_failure == "timed out: no complete answer within 0.3s"
+
+
+def test_a_stop_cuts_the_probe_in_flight_short(make_supervisor) -> None:
+    server = TricklingServer()
+    ping = KeepAlive(url=f"http://127.0.0.1:{server.port}/", timeout=30, interval=60)
+    try:
+        sup = make_supervisor(ping)
+        sup.start()
+        assert server.trickling.wait(10)
+        began = time.monotonic()
+        sup.stop()
+        assert ping.wait_for_state(ServiceState.STOPPED, timeout=5)
+        assert time.monotonic() - began < 3 and ping.failures == 0
+    finally:
+        server.close()
+
+
+def test_any_exception_in_a_probe_is_a_failed_probe(make_supervisor, http_server) -> None:
+    went_down = threading.Event()
+    ping = KeepAlive(
+        url=http_server.url, interval=0.01, failure_threshold=2,
+        headers={"X-Name": "snow \u2603"},  # not latin-1: http.client cannot encode it
+        on_down=lambda s: went_down.set(),
+    )  # fmt: skip
+    with make_supervisor(ping):
+        assert went_down.wait(10)
+    assert ping.failures >= 2 and ping.errors == 0  # failed probes, not failed ticks
+    assert ping.last_failure is not None and "UnicodeEncodeError" in ping.last_failure
+
+
+def test_redaction_keeps_the_host_and_hides_query_secrets(make_supervisor, recorder) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    url = f"http://u:1@127.0.0.1:{port}/health?api_key=K3Y-VALUE&x=1&access_token=T0KEN-VALUE"
+    went_down = threading.Event()
+    ping = KeepAlive(
+        url=url, interval=0.01, timeout=1, failure_threshold=1, on_down=lambda s: went_down.set()
+    )
+    with make_supervisor(ping):
+        assert went_down.wait(10)
+    status = ping.status()
+    shown = json.dumps(status) + json.dumps(list(recorder), default=str)
+    assert "K3Y-VALUE" not in shown and "T0KEN-VALUE" not in shown
+    assert status["url"] == f"http://***@127.0.0.1:{port}/health?api_key=***&x=1&access_token=***"
+    assert f"127.0.0.1:{port}" in status["last_failure"] or f"port={port}" in status["last_failure"]
+    assert "127.0.0.1" in status["last_failure"] and "***27" not in status["last_failure"]
+    down = recorder.wait_for("keepalive.down")
+    assert down["url"] == status["url"] and "127.0.0.1" in down["error"]
+
+
+def test_redact_text_scrubs_structure_not_every_digit() -> None:
+    secrets = url_secrets("http://u:1@127.0.0.1/x?token=abcdef&sig=zz")
+    text = "GET http://u:1@127.0.0.1/x?token=abcdef&sig=zz failed; token abcdef; 127.0.0.1"
+    assert redact_text(text, secrets) == (
+        "GET http://***@127.0.0.1/x?token=***&sig=*** failed; token ***; 127.0.0.1"
+    )
+    assert redact_url("https://h/p?password=pw&page=2&client_secret=s#f") == (
+        "https://h/p?password=***&page=2&client_secret=***#f"
+    )
+    assert redact_url("http://127.0.0.1:8000/") == "http://127.0.0.1:8000/"
+
+
+def test_each_launch_gets_a_fresh_session(make_supervisor, http_server) -> None:
+    ping = KeepAlive(url=http_server.url, interval=3600)
+    first = ping.session
+    ping.init_state()  # what a new launch, or a forked child, does
+    assert ping.session is not first
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_does_not_share_the_parents_session(
+    make_supervisor, recorder, http_server
+) -> None:
+    ping = KeepAlive(url=http_server.url, interval=3600)
+    with make_supervisor(ping):
+        recorder.wait_for("keepalive.up")
+        parent = ping.session  # kept alive, so that its id cannot be reused
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(write, b"fresh" if ping.session is not parent else b"shared")
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as answer:
+            said = answer.read()
+        os.waitpid(pid, 0)
+    assert said == b"fresh"

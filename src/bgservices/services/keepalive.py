@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import socket
 import statistics
@@ -45,21 +46,29 @@ class KeepAlive(PeriodicService):
     interval = 30.0
 
     url: str = option(help="The URL to ping (http or https).")
-    method: Literal["HEAD", "GET"] = option("HEAD", help="HTTP method of the ping.")
-    timeout: float = option(5.0, gt=0, help="Seconds before a ping fails (always set).")
+    method: Literal["HEAD", "GET"] = option(default="HEAD", help="HTTP method of the ping.")
+    timeout: float = option(default=5.0, gt=0, help="Seconds before a ping fails (always set).")
     expected_status: list[int] | None = option(
-        None, help="Statuses that count as up; 2xx and 3xx by default."
+        default=None, help="Statuses that count as up; 2xx and 3xx by default."
     )
-    headers: dict[str, str] = option({}, help="Extra request headers (secret ones redacted).")
-    verify: bool = option(True, help="Verify TLS certificates.")
-    failure_threshold: int = option(3, ge=1, help="Failures in a row before DOWN.")
+    headers: dict[str, str] = option(
+        default={}, help="Extra request headers (secret ones redacted)."
+    )
+    verify: bool = option(default=True, help="Verify TLS certificates.")
+    failure_threshold: int = option(default=3, ge=1, help="Failures in a row before DOWN.")
     down_backoff: bool = option(
-        False, help="While DOWN, probe at doubling intervals (up to 8 x interval)."
+        default=False, help="While DOWN, probe at doubling intervals (up to 8 x interval)."
     )
-    on_down: Callable[[KeepAlive], Any] | None = option(None, help="Called once on going DOWN.")
-    on_up: Callable[[KeepAlive], Any] | None = option(None, help="Called once on recovering.")
-    latency_window: int = option(100, ge=1, help="Pings the latency figures are taken over.")
-    tcp_keepalive: bool = option(True, help="Set TCP keepalive on the connection.")
+    on_down: Callable[[KeepAlive], Any] | None = option(
+        default=None, help="Called once on going DOWN."
+    )
+    on_up: Callable[[KeepAlive], Any] | None = option(
+        default=None, help="Called once on recovering."
+    )
+    latency_window: int = option(
+        default=100, ge=1, help="Pings the latency figures are taken over."
+    )
+    tcp_keepalive: bool = option(default=True, help="Set TCP keepalive on the connection.")
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
@@ -73,14 +82,17 @@ class KeepAlive(PeriodicService):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self._session: requests.Session | None = None
-        self._session_lock = threading.Lock()
         self._secrets = url_secrets(self.url) + [
             v for k, v in self.headers.items() if redact_headers({k: v})[k] != v
         ]
 
     def init_state(self) -> None:
         super().init_state()
+        # A fresh session per launch and in a forked child: a session's pooled sockets must
+        # never be shared with another process (the parent's are simply dropped here).
+        self._session: requests.Session | None = None
+        self._session_lock = threading.Lock()
+        self._deadline: _Deadline | None = None
         self.health = Health.UNKNOWN
         self.probes = 0
         self.failures = 0
@@ -103,14 +115,19 @@ class KeepAlive(PeriodicService):
         session = requests.Session()
         session.headers.update(self.headers)
         session.verify = self.verify
-        if self.tcp_keepalive:
-            adapter = _keepalive_adapter()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
+        adapter = _probe_adapter(self.tcp_keepalive)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         return session
 
     def setup(self) -> None:
         self.session  # noqa: B018 (create it in the service thread, before the first ping)
+
+    def on_stop_requested(self) -> None:
+        """A stop cuts the probe in flight short: the connection is shut at once."""
+        deadline = self._deadline
+        if deadline is not None:
+            deadline.expire()
 
     def teardown(self) -> None:
         with self._session_lock:
@@ -118,28 +135,50 @@ class KeepAlive(PeriodicService):
                 self._session.close()  # releases sockets; the session stays usable
 
     def tick(self) -> None:
-        import requests
-
         now = time.monotonic()
         if now < self._skip_until:
             return
         self.probes += 1
         began = time.perf_counter()
-        try:
-            response = self.session.request(
-                self.method, self.url, timeout=self.timeout, allow_redirects=False
-            )
-            response.content  # noqa: B018 (read the body so the connection returns to the pool)
-            error = (
-                None if self._expected(response.status_code) else f"status {response.status_code}"
-            )
-        except requests.RequestException as exc:
-            error = redact_text(f"{type(exc).__name__}: {exc}", self._secrets)
+        error = self._probe()
+        if self.stopping:
+            return  # a probe cut short by a stop says nothing about the server
         if error is None:
             self._latencies.append(time.perf_counter() - began)
             self._succeeded()
         else:
             self._failed(error, now)
+
+    def _probe(self) -> str | None:
+        """One request; None if it went well, else why not (secrets redacted).
+
+        ``timeout`` bounds the whole probe, not each socket operation: at the deadline a
+        watchdog shuts the connection's socket, which ends even a read that a server keeps
+        alive by trickling bytes. Any exception is a failed probe, never a failed tick.
+        """
+        deadline = self._deadline = _Deadline()
+        timer = threading.Timer(self.timeout, deadline.expire)
+        timer.name, timer.daemon = f"bgservices:{self.name}:deadline", True
+        _current.deadline = deadline
+        timer.start()
+        if self.stopping:
+            deadline.expire()
+        try:
+            response = self.session.request(
+                self.method, self.url, timeout=self.timeout, allow_redirects=False
+            )
+            response.content  # noqa: B018 (read the body so the connection returns to the pool)
+            status = response.status_code
+            error = None if self._expected(status) else f"status {status}"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {_text(exc)}"
+        finally:
+            deadline.finish()
+            timer.cancel()
+            _current.deadline = None
+        if deadline.expired:
+            error = f"timed out: no complete answer within {self.timeout:g}s"
+        return None if error is None else redact_text(error, self._secrets)
 
     def _expected(self, status: int) -> bool:
         if self.expected_status is not None:
@@ -195,19 +234,85 @@ def _p95(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))]
 
 
-def _keepalive_adapter() -> requests.adapters.HTTPAdapter:
-    """An adapter whose sockets have TCP keepalive on, with the options the platform has."""
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:
+        return "<str() failed>"
+
+
+_current = threading.local()  # the probe deadline of the calling thread, if any
+
+
+class _Deadline:
+    """The deadline of one probe: past it, the connection in use is shut down."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._done = False
+        self.expired = False
+
+    def watch(self, connection: Any) -> None:
+        with self._lock:
+            self._connection = connection
+            if self.expired:
+                _shut(connection)
+
+    def expire(self) -> None:
+        with self._lock:
+            if not self._done:
+                self.expired = True
+                _shut(self._connection)
+
+    def finish(self) -> None:
+        with self._lock:
+            self._done = True
+
+
+def _shut(connection: Any) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(connection_class: type) -> type:
+    """*connection_class*, reporting each request to the calling thread's probe deadline."""
+
+    class Watched(connection_class):  # type: ignore[misc]
+        def request(self, *args: Any, **kwargs: Any) -> Any:
+            deadline: _Deadline | None = getattr(_current, "deadline", None)
+            if deadline is not None:
+                deadline.watch(self)
+            return super().request(*args, **kwargs)
+
+    return Watched
+
+
+def _probe_adapter(tcp_keepalive: bool) -> requests.adapters.HTTPAdapter:
+    """An adapter whose connections obey probe deadlines, with TCP keepalive if asked."""
     from requests.adapters import HTTPAdapter
-    from urllib3.connection import HTTPConnection
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+    from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-    options = [*HTTPConnection.default_socket_options, (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)]
-    for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
-        if hasattr(socket, name):
-            options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
+    options = [*HTTPConnection.default_socket_options]
+    if tcp_keepalive:
+        options.append((socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1))
+        for name, value in (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 6)):
+            if hasattr(socket, name):
+                options.append((socket.IPPROTO_TCP, getattr(socket, name), value))
 
-    class KeepAliveAdapter(HTTPAdapter):
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = _watched(HTTPConnection)
+
+    class TLSPool(HTTPSConnectionPool):
+        ConnectionCls = _watched(HTTPSConnection)
+
+    class ProbeAdapter(HTTPAdapter):
         def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
             kwargs["socket_options"] = options
             super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": Pool, "https": TLSPool}
 
-    return KeepAliveAdapter()
+    return ProbeAdapter()

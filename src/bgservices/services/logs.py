@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import queue
 import sys
 import threading
-from collections.abc import Mapping, MutableMapping
-from typing import IO, Any, Literal
+import weakref
+from collections.abc import Mapping
+from typing import IO, Any, ClassVar, Literal
 
 from ..errors import Problem
 from ..options import option
-from ..service import Service, iso_time
+from ..service import Service
+from ._logfile import SharedLogFile
+from ._logrender import Captured, Renderer
 
 __all__ = ["LogCollector"]
 
-_STOP = object()  # queued by a stop request, after every record accepted before it
+_STOP: Any = object()  # queued by a stop request, after every record accepted before it
 _BATCH = 2048
 
 
@@ -25,29 +27,40 @@ class LogCollector(Service):
     """Collects stdlib and structlog records through a queue and writes them from its thread.
 
     Critical, not daemon-safe: the last records before an exit are the ones that explain it,
-    so on stop it detaches its handler, drains everything queued, flushes and closes. Logging
-    threads never block on I/O: the handler only enqueues the record, unformatted, so
-    structlog event dicts reach the formatter intact; the collector's thread renders them and
-    stdlib records the same way (structlog's ``ProcessorFormatter``) and writes each batch
-    with one write and one flush. Start it first so that it stops last.
+    so on stop it detaches its handler, drains everything queued, writes and closes; the
+    supervisor stops it after every other service (``stop_last``). Logging threads never wait
+    on I/O: the handler captures the message as it is at the call and enqueues it; this
+    thread renders JSON (or console) lines and writes each batch with one ``write()``.
     """
 
     type_name = "log_collector"
 
-    path: str | None = option(None, help="File to write (size-rotated).")
+    #: Stopped after every other service and the daemon-safe ones' grace, so that their
+    #: teardown records and the supervisor's final events still reach the file.
+    stop_last: ClassVar[bool] = True
+
+    path: str | None = option(default=None, help="File to write (size-rotated).")
     max_bytes: int = option(
-        10 * 1024 * 1024, ge=0, help="Rotate the file past this size; 0: never."
+        default=10 * 1024 * 1024, ge=0, help="Rotate the file past this size; 0: never."
     )
-    backups: int = option(5, ge=0, help="Rotated files to keep.")
-    stream: Literal["stdout", "stderr"] | None = option(None, help="Also write to this stream.")
-    format: Literal["json", "console"] = option("json", help="JSON lines, or console lines.")
-    loggers: list[str] = option([""], help="Logger names to collect from ('' is the root logger).")
+    backups: int = option(default=5, ge=0, help="Rotated files to keep.")
+    stream: Literal["stdout", "stderr"] | None = option(
+        default=None, help="Also write to this stream."
+    )
+    format: Literal["json", "console"] = option(
+        default="json", help="JSON lines, or console lines."
+    )
+    loggers: list[str] = option(
+        default=[""], help="Logger names to collect from ('' is the root logger)."
+    )
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = option(
-        "DEBUG", help="Lowest level collected (loggers' own levels still apply)."
+        default="DEBUG", help="Lowest level collected (loggers' own levels still apply)."
     )
-    max_queue: int = option(0, ge=0, help="Most records waiting to be written; 0: no bound.")
+    max_queue: int = option(
+        default=0, ge=0, help="Most records waiting to be written; 0: no bound."
+    )
     on_full: Literal["block", "drop"] = option(
-        "block", help="When the queue is full: block the logging thread, or drop and count."
+        default="block", help="When the queue is full: block the logging thread, or drop and count."
     )
 
     @classmethod
@@ -57,49 +70,40 @@ class LogCollector(Service):
             problems.append(Problem("path", "give a path, a stream, or both"))
         return problems
 
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._slots = threading.BoundedSemaphore(self.max_queue) if self.max_queue else None
-        self._handler = _EnqueueHandler(self, getattr(logging, self.level))
-        self._drop_lock = threading.Lock()
-        self.written = 0
-        self.dropped = 0
-
     def init_state(self) -> None:
         super().init_state()
-        self._file: logging.handlers.RotatingFileHandler | None = None
-        self._formatter: logging.Formatter | None = None
-        self._drain_thread: int | None = None
-        self._attached: list[logging.Logger] = []
+        previous: _Intake | None = getattr(self, "_intake", None)
+        if previous is not None:  # a new launch, or a forked child: the old one must go quiet
+            previous.close()
+        inherited: SharedLogFile | None = getattr(self, "_file", None)
+        if inherited is not None:  # only in a forked child: teardown closes it otherwise
+            inherited.close()
+        self._renderer = Renderer(self.format)
+        self._intake = _Intake(
+            self._renderer,
+            getattr(logging, self.level),
+            self.max_queue,
+            self.on_full == "drop",
+            self.loggers,
+        )
+        self._file: SharedLogFile | None = None
+        self.written = 0
 
-    # -- producer side (any thread) -------------------------------------------------------
-
-    def _accept(self, record: logging.LogRecord) -> None:
-        slots = self._slots
-        if slots is not None:
-            must_not_block = self.on_full == "drop" or threading.get_ident() == self._drain_thread
-            if not slots.acquire(blocking=not must_not_block):
-                with self._drop_lock:
-                    self.dropped += 1
-                return
-        self._queue.put(record)
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the queue was full (``on_full="drop"``) or after a stop."""
+        return self._intake.dropped
 
     # -- life cycle (service thread) ------------------------------------------------------
 
     def setup(self) -> None:
-        self._formatter = _formatter(self.format)
-        if self.path is not None:
-            self._file = _SafeRotatingFileHandler(
-                self.path, maxBytes=self.max_bytes, backupCount=self.backups, encoding="utf-8"
-            )
-        self._drain_thread = threading.get_ident()
-        self._attached = [logging.getLogger(name or None) for name in self.loggers]
-        for logger in self._attached:
-            logger.addHandler(self._handler)
+        if self.path is not None and self._file is None:
+            self._file = SharedLogFile(self.path, self.max_bytes, self.backups)
+        self._intake.attach(threading.get_ident())
 
     def run(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
+        intake = self._intake
+        get, get_nowait = intake.queue.get, intake.queue.get_nowait
         while True:
             batch = [get()]  # blocks without polling: no CPU while idle
             try:
@@ -107,68 +111,40 @@ class LogCollector(Service):
                     batch.append(get_nowait())
             except queue.Empty:
                 pass
+            intake.made_room()
             if self._write(batch):
                 return
 
     def on_stop_requested(self) -> None:
-        self._detach()
-        self._queue.put(_STOP)
+        self._intake.detach()
+        self._intake.queue.put(_STOP)
 
     def teardown(self) -> None:
-        self._detach()
-        leftovers = []
+        intake = self._intake
+        intake.detach()
         try:
-            while True:
-                leftovers.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
-        try:
-            self._write(leftovers)
+            self._write(intake.drain())
+            if self.stopping:  # else a restart attaches it again
+                intake.close()  # from here on, a record still in flight is counted as dropped
+                self._write(intake.drain())
         finally:
             if self._file is not None:
                 self._file.close()
                 self._file = None
 
-    def _detach(self) -> None:
-        for logger in self._attached:
-            logger.removeHandler(self._handler)
-        self._attached = []
-
     def _write(self, batch: list[Any]) -> bool:
         """Render and write *batch* in one go; True if it held the stop marker."""
-        records = [item for item in batch if item is not _STOP]
-        if records:
-            formatter = self._formatter or _formatter(self.format)
-            rendered = [f"{_render(formatter, record)}\n" for record in records]
+        render = self._renderer.render
+        lines = [render(item) for item in batch if item is not _STOP]
+        if lines:
             if self._file is not None:
-                self._write_file(self._file, rendered)
+                self._file.write(lines)
             if self.stream is not None:
                 out: IO[str] = sys.stdout if self.stream == "stdout" else sys.stderr
-                out.write("".join(rendered))
+                out.write(b"".join(lines).decode("utf-8", "replace"))
                 out.flush()
-            self.written += len(records)
-            if self._slots is not None:
-                for _ in records:
-                    self._slots.release()
-        return len(records) != len(batch)
-
-    @staticmethod
-    def _write_file(sink: logging.handlers.RotatingFileHandler, lines: list[str]) -> None:
-        """Write *lines* with as few writes as rotation allows, then flush once."""
-        stream = sink.stream
-        assert stream is not None  # opened in setup, closed only in teardown
-        size, chunk = stream.tell(), list[str]()
-        for line in lines:
-            if sink.maxBytes and size and size + len(line) > sink.maxBytes:
-                stream.write("".join(chunk))
-                sink.doRollover()
-                stream = sink.stream
-                assert stream is not None
-                size, chunk = 0, []
-            chunk.append(line)
-            size += len(line)
-        stream.write("".join(chunk))
-        stream.flush()
+            self.written += len(lines)
+        return len(lines) != len(batch)
 
     def summary(self) -> str:
         """One line for status tables: records written and dropped."""
@@ -178,78 +154,145 @@ class LogCollector(Service):
         return {
             "written": self.written,
             "dropped": self.dropped,
-            "queue_depth": self._queue.qsize(),
+            "queue_depth": self._intake.queue.qsize(),
             "path": self.path,
         }
 
 
-class _SafeRotatingFileHandler(logging.handlers.RotatingFileHandler):
-    """Creates files from the umask but never world-writable, and never through a symlink.
+_open_intakes: weakref.WeakSet[_Intake] = weakref.WeakSet()
 
-    A log path that is a symlink is refused (``O_NOFOLLOW``) rather than followed: rotation
-    renames the path, and a link planted there could make it write or rename elsewhere.
+
+class _Intake(logging.Handler):
+    """The handler on the collected loggers: captures each record and queues it.
+
+    It takes no lock on the common path (the queue is thread-safe), bounds the queue with a
+    size check rather than a per-record semaphore, and skips a record it has just accepted
+    on this thread, which is what a record logged below two collected loggers (one the
+    other's ancestor) looks like. A plain record is queued as its finished line. In a forked
+    child it is closed and detached at once: the child has no writer thread, so it must
+    neither block nor queue the parent's records.
     """
 
-    def _open(self) -> Any:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0)
-        return open(
-            self.baseFilename,
-            self.mode,
-            encoding=self.encoding,
-            errors=self.errors,
-            opener=lambda path, _: os.open(path, flags, 0o664),
-        )
-
-
-class _EnqueueHandler(logging.Handler):
-    """Hands records to the collector; takes no lock of its own (the queue is thread-safe)."""
-
-    def __init__(self, collector: LogCollector, level: int) -> None:
+    def __init__(
+        self, renderer: Renderer, level: int, max_queue: int, drop: bool, names: list[str]
+    ) -> None:
         super().__init__(level)
-        self._collector = collector
+        self._prepare = renderer.accept
+        self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.dropped = 0
+        self._max_queue, self._drop = max_queue, drop
+        self._names = names
+        self._loggers: list[logging.Logger] = []
+        self._room = threading.Condition(threading.Lock())
+        self._waiting = 0
+        self._closed = False
+        self._writer: int | None = None
+        self._seen = threading.local() if _nested(names) else None
+        self._pid = os.getpid()
+        _open_intakes.add(self)
+
+    # -- producer side (any thread) -------------------------------------------------------
 
     def handle(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= self.level and self.filter(record):
-            self._collector._accept(record)
-            return True
-        return False
+        if record.levelno < self.level or self._closed:
+            return False
+        if self.filters:
+            passed = self.filter(record)
+            if not passed:
+                return False
+            if isinstance(passed, logging.LogRecord):  # 3.12+: a filter may replace it
+                record = passed
+        seen = self._seen
+        if seen is not None:
+            if getattr(seen, "record", None) is record:
+                return False
+            seen.record = record
+        self.accept(record)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._collector._accept(record)
+        self.accept(record)
+
+    def accept(self, record: logging.LogRecord) -> None:
+        item = self._prepare(record)
+        if self._max_queue and self.queue.qsize() >= self._max_queue and not self._wait():
+            with self._room:
+                self.dropped += 1
+            return
+        self.queue.put(item)
+
+    def _wait(self) -> bool:
+        """Wait for room in the full queue; False if the record must be dropped instead."""
+        if self._drop or self._closed or threading.get_ident() == self._writer:
+            return False  # the writer's own records never wait for the writer
+        with self._room:
+            self._waiting += 1
+            try:  # detached (a stop began, or the writer crashed): over the bound, not stuck
+                while self.queue.qsize() >= self._max_queue and self._loggers and not self._closed:
+                    self._room.wait()
+            finally:
+                self._waiting -= 1
+            return not self._closed
+
+    # -- writer side ------------------------------------------------------------------------
+
+    def made_room(self) -> None:
+        if self._waiting:
+            with self._room:
+                self._room.notify_all()
+
+    def attach(self, writer: int) -> None:
+        self._writer = writer
+        if not self._loggers:
+            self._loggers = [logging.getLogger(name or None) for name in self._names]
+            for logger in self._loggers:
+                logger.addHandler(self)
+
+    def detach(self) -> None:
+        loggers, self._loggers = self._loggers, []
+        for logger in loggers:
+            logger.removeHandler(self)
+        if loggers and self._waiting:
+            with self._room:
+                self._room.notify_all()
+
+    def drain(self) -> list[bytes | Captured]:
+        items = []
+        try:
+            while True:
+                item = self.queue.get_nowait()
+                if item is not _STOP:
+                    items.append(item)
+        except queue.Empty:
+            return items
+
+    def close(self) -> None:
+        """Accept nothing more and wake any blocked producer (its record is counted).
+
+        In a forked child (either at-fork hook may come first) its lock may have been held by
+        a thread that does not exist here, and its queue holds the parent's records: both go.
+        """
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._room = threading.Condition(threading.Lock())
+            self._waiting = 0
+            self.queue = queue.SimpleQueue()
+        self.detach()
+        with self._room:
+            self._closed = True
+            self._room.notify_all()
+        _open_intakes.discard(self)
+        super().close()
 
 
-def _record_time(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Timestamp a stdlib record with the time it was logged, not the time it is written."""
-    record = event.get("_record")
-    if record is not None:
-        event.setdefault("timestamp", iso_time(record.created))
-    return event
+def _nested(names: list[str]) -> bool:
+    """Whether one collected logger is an ancestor of another (so records may arrive twice)."""
+    return any(a != b and (a == "" or b.startswith(f"{a}.")) for a in names for b in names)
 
 
-def _formatter(kind: str) -> logging.Formatter:
-    import structlog
-
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if kind == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
-    processors: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
-    if kind == "json":
-        processors.append(structlog.processors.format_exc_info)
-    processors.append(renderer)
-    return structlog.stdlib.ProcessorFormatter(
-        processors=processors,
-        foreign_pre_chain=[
-            structlog.stdlib.add_log_level,
-            structlog.stdlib.add_logger_name,
-            _record_time,
-        ],
-    )
+def _after_fork_in_child() -> None:
+    for intake in list(_open_intakes):
+        intake.close()
 
 
-def _render(formatter: logging.Formatter, record: logging.LogRecord) -> str:
-    try:
-        return formatter.format(record)
-    except Exception as exc:  # a broken record is written as such, never silently lost
-        return f"bgservices: unformattable record from {record.name}: {exc!r} ({record.msg!r})"
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -58,24 +58,33 @@ class MemoryMonitor(PeriodicService):
     daemon_safe = True
     interval = 10.0
 
-    uss: bool = option(False, help="Also measure USS (about 16x more expensive).")
-    rss_limit_mb: float | None = option(None, gt=0, help="Breach above this RSS, in MiB.")
+    uss: bool = option(default=False, help="Also measure USS (about 16x more expensive).")
+    rss_limit_mb: float | None = option(default=None, gt=0, help="Breach above this RSS, in MiB.")
     percent_limit: float | None = option(
-        None, gt=0, le=100, help="Breach above this % of the cgroup limit, else of system memory."
+        default=None,
+        gt=0,
+        le=100,
+        help="Breach above this % of the cgroup limit, else of system memory.",
     )
-    sustained: int = option(1, ge=1, help="Consecutive breaching samples before a breach.")
-    hysteresis: float = option(0.1, ge=0, lt=1, help="Recover only below limit * (1 - hysteresis).")
+    sustained: int = option(default=1, ge=1, help="Consecutive breaching samples before a breach.")
+    hysteresis: float = option(
+        default=0.1, ge=0, lt=1, help="Recover only below limit * (1 - hysteresis)."
+    )
     on_breach: Callable[[MemorySample], Any] | None = option(
-        None, help="Called with the sample when a breach begins."
+        default=None, help="Called with the sample when a breach begins."
     )
     on_recover: Callable[[MemorySample], Any] | None = option(
-        None, help="Called with the sample when a breach ends."
+        default=None, help="Called with the sample when a breach ends."
     )
-    gc_on_breach: bool = option(False, help="Run gc.collect() when a breach begins.")
+    gc_on_breach: bool = option(default=False, help="Run gc.collect() when a breach begins.")
     tracemalloc_top: int = option(
-        10, ge=0, help="On a breach, log the top N allocation sites if tracemalloc is tracing."
+        default=10,
+        ge=0,
+        help="On a breach, log the top N allocation sites if tracemalloc is tracing.",
     )
-    history: int = option(360, ge=1, help="How many samples to keep for latest()/samples().")
+    history: int = option(
+        default=360, ge=1, help="How many samples to keep for latest()/samples()."
+    )
 
     def init_state(self) -> None:
         super().init_state()
