@@ -134,11 +134,13 @@ class _Tap(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
+            # The application's handlers first, then the captures: as listeners come after
+            # logging, a test woken by an event finds the record already handled.
+            if self.propagate and record.levelno >= self._level_without_us(record.name):
+                logging.getLogger().callHandlers(record)
             event = _as_dict(record)
             for sink in list(self.sinks):
                 sink._add(event)
-            if self.propagate and record.levelno >= self._level_without_us(record.name):
-                logging.getLogger().callHandlers(record)
         except Exception:
             self.handleError(record)
 
