@@ -6,8 +6,6 @@ lines about its own program.
 
 from __future__ import annotations
 
-import ast
-import inspect
 import re
 import shutil
 import subprocess
@@ -15,8 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-import bgservices.services.memory
 
 from ._process import user_env
 
@@ -162,25 +158,16 @@ def test_a_misspelled_option_and_a_wrong_type_are_reported(checker: tuple[str, s
         ]
 
 
-def _defaults_by_keyword(module: object) -> bool:
-    """Every ``option(...)`` in *module* gives its default by keyword (type checkers need it)."""
-    tree = ast.parse(inspect.getsource(module))  # type: ignore[arg-type]
-    calls = [
-        node
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "option"
-    ]
-    return bool(calls) and all(not call.args for call in calls)
-
-
-@pytest.mark.xfail(
-    not _defaults_by_keyword(bgservices.services.memory),
-    reason="MemoryMonitor still declares option defaults positionally",
-    strict=True,
-)
 def test_a_built_in_services_option_has_its_type(checker: tuple[str, str]) -> None:
     name, output = checker
     lines = _about(output, "built_in.py")
-    assert len(lines) == 1, output
-    assert "rss_limit_mb" in lines[0]
-    assert ('"str"' if name == "mypy" else "Literal['512']") in lines[0]
+    if name == "mypy":
+        assert lines == [
+            'built_in.py:3: error: Argument "rss_limit_mb" to "MemoryMonitor" has incompatible '
+            'type "str"; expected "float | None"  [arg-type]'
+        ], output
+    else:
+        assert [line.split(" - ", 1)[1] for line in lines] == [
+            """error: Argument of type "Literal['512']" cannot be assigned to parameter """
+            '"rss_limit_mb" of type "float | None" in function "__init__"'
+        ], output
