@@ -13,11 +13,15 @@ from ._peers import peer_versions
 MODULES = [
     "stop_latency",
     "scale",
+    "thread_scale",
     "tick_accuracy",
     "log_throughput",
     "keepalive_connections",
+    "keepalive_probe",
+    "cache_reads",
     "import_time",
     "memory_sample",
+    "leases",
 ]
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures, on bgservices.testing and its pytest plugin. Every test must leave no
-bgservices thread, no changed signal handler and no disallowed state move."""
+bgservices thread, no changed signal handler and no disallowed state move; logger levels and
+propagation a test changed are put back."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 os.environ["BGSERVICES_STRICT"] = "1"  # a disallowed state move raises, here and in subprocesses
 
+import logging
 import socket
 from collections.abc import Callable, Iterator
 
@@ -19,10 +21,28 @@ from bgservices.testing import CapturedEvents, capture_events
 # ``bgservices_hygiene`` check runs for every test (``bgservices_hygiene = true`` in pyproject).
 
 
+def _logger_settings() -> dict[str, tuple[int, bool]]:
+    loggers = [logging.root, *logging.root.manager.loggerDict.values()]
+    return {
+        logger.name: (logger.level, logger.propagate)
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+    }
+
+
 @pytest.fixture(autouse=True)
-def no_disallowed_moves() -> Iterator[None]:
+def hygiene() -> Iterator[None]:
+    levels = _logger_settings()
     yield
+    for name in _logger_settings():  # levels and propagation a test changed: put back
+        logger = logging.root if name == "root" else logging.getLogger(name)
+        logger.level, logger.propagate = levels.get(name, (logging.NOTSET, True))
+    logging.root.manager._clear_cache()  # isEnabledFor() caches answers per logger
     assert not state.VIOLATIONS, f"disallowed state moves: {state.VIOLATIONS}"
+
+
+#: What the ``recorder`` fixture gives, for annotations.
+Recorder = CapturedEvents
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, dataclass_tr
 
 import structlog
 
+from . import leases
 from . import state as _state
 from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit, service_logger
@@ -33,6 +34,9 @@ from .backoff import Backoff
 from .errors import ConfigError, DoNotRestart, Problem
 from .options import option, validate_service_options
 from .state import TRANSITIONS, LifecycleEvent, ServiceState
+
+if TYPE_CHECKING:
+    from ._lease_runner import LeaseRunner
 
 __all__ = ["Service"]
 
@@ -133,6 +137,11 @@ class Service(_Declared):
         help="Run in a daemon thread. Defaults to the class's daemon_safe; "
         "true is refused for a class that is not daemon-safe.",
     )
+    lease: leases.Lease | None = option(
+        default=None,
+        help="Run only while holding this lease ({url, key, ttl} for Redis, {path} for a file "
+        "lock); wait in STANDBY otherwise. self.lease.token is the fencing token.",
+    )
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -164,6 +173,7 @@ class Service(_Declared):
         self._cond = threading.Condition(threading.Lock())
         self._state = ServiceState.NEW
         self._stop_requested = False
+        self._stepping_down = False  # the lease was lost: run() is asked to end, not the service
         self._stop_hook_done = True
         self._setup_ended = True
         self._exited = True  # no thread of this service is running
@@ -179,6 +189,10 @@ class Service(_Declared):
 
     def _new_run(self) -> None:
         """Reset the framework's per-run figures, then the subclass's (``init_state``)."""
+        if self.lease is not None:
+            from ._lease_runner import runner_for
+
+            self._lease_runner: LeaseRunner = runner_for(self, getattr(self, "_lease_runner", None))
         self.init_state()
 
     def init_state(self) -> None:
@@ -199,15 +213,17 @@ class Service(_Declared):
         plain function of *values*. Override (calling ``super()``) to add your own; the dict
         config runs it too, before anything is constructed.
         """
+        lease = values.get("lease")
+        problems = [Problem("lease", text) for text in lease.problems()] if lease else []
         if values.get("daemon") is True and not cls.daemon_safe:
-            return [
+            problems.append(
                 Problem(
                     "daemon",
                     f"{cls.__name__} is not daemon-safe, so it cannot run as a daemon "
                     "(configuration can make a service safer, never less safe)",
                 )
-            ]
-        return []
+            )
+        return problems
 
     # -- hooks for subclasses -------------------------------------------------------------
 
@@ -275,13 +291,15 @@ class Service(_Declared):
 
     @property
     def stopping(self) -> bool:
-        """True once a stop has been requested."""
-        return self._stop_requested
+        """True once a stop has been requested (or the lease lost: run() must end)."""
+        return self._stop_requested or self._stepping_down
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to *seconds*; return True at once if a stop is requested."""
         with self._cond:
-            return self._clock.wait_for(self._cond, lambda: self._stop_requested, max(0.0, seconds))
+            return self._clock.wait_for(
+                self._cond, lambda: self._stop_requested or self._stepping_down, max(0.0, seconds)
+            )
 
     @property
     def state(self) -> ServiceState:
@@ -336,6 +354,7 @@ class Service(_Declared):
             "last_error": self.last_error,
             "started_at": iso_time(self._started_at),
             "uptime": round(self._clock.monotonic() - since, 3) if since is not None else None,
+            **({"lease": self._lease_runner.status()} if self.lease is not None else {}),
         }
 
     def __repr__(self) -> str:
@@ -367,15 +386,30 @@ class Service(_Declared):
 
         Emits nothing: the caller may hold its lock. The thread reports its own start.
         """
+        armed = self._arm_thread()
+        return armed if isinstance(armed, BaseException) else self._begin_thread(armed)
+
+    def _arm_thread(self) -> threading.Thread | BaseException:
+        """Move to STARTING and make the thread, not started yet (or the error).
+
+        From here a stop request is honoured by the thread once ``_begin_thread`` starts it,
+        so an owner can arm under its lock and start the thread after releasing it: the new
+        thread then never waits for that lock while its starter waits for it.
+        """
         with self._cond:
             if not self._exited or not self._move(_S.STARTING):
                 return RuntimeError(f"service {self.name!r} is already running")
             self._stop_requested, self._stop_hook_done = False, True
+            self._stepping_down = False
             self._setup_ended, self._exited = False, False
             self._pid = os.getpid()
             thread = self._thread = threading.Thread(
                 target=self._main, name=f"bgservices:{self.name}", daemon=bool(self.daemon)
             )
+        return thread
+
+    def _begin_thread(self, thread: threading.Thread) -> BaseException | None:
+        """Start the thread ``_arm_thread`` made; the error if it could not be started."""
         try:
             thread.start()
         except BaseException as exc:  # "can't start new thread": out of threads or memory
@@ -402,10 +436,16 @@ class Service(_Declared):
             if self._stop_requested:
                 return
             self._stop_requested = True
-            active = self._state in (_S.STARTING, _S.RUNNING, _S.BACKOFF)
+            was = self._state
+            active = was in (_S.STANDBY, _S.STARTING, _S.RUNNING, _S.BACKOFF)
             if active:
                 self._move(_S.STOPPING)
-            run_hook = active and type(self).on_stop_requested is not Service.on_stop_requested
+            run_hook = (
+                active
+                and was is not _S.STANDBY  # no run() to unblock
+                and not self._stepping_down  # its step-down already ran the hook
+                and type(self).on_stop_requested is not Service.on_stop_requested
+            )
             if run_hook:
                 self._stop_hook_done = False
             self._cond.notify_all()
@@ -418,6 +458,22 @@ class Service(_Declared):
                 ).start()
             except RuntimeError:  # no new threads (interpreter shutdown): run it here
                 self._run_stop_hook()
+
+    def _request_step_down(self) -> None:
+        """The lease is lost: ask run() to end (``on_stop_requested`` too); the service then
+        waits in STANDBY rather than stopping. Never blocks."""
+        with self._cond:
+            if self._stop_requested or self._stepping_down:
+                return
+            self._stepping_down = True
+            run_hook = type(self).on_stop_requested is not Service.on_stop_requested
+            if run_hook:
+                self._stop_hook_done = False
+            self._cond.notify_all()
+        if run_hook:
+            threading.Thread(
+                target=self._run_stop_hook, name=f"bgservices:{self.name}:on-stop", daemon=True
+            ).start()
 
     def _run_stop_hook(self) -> None:
         previous, _current.service = getattr(_current, "service", None), self
@@ -453,6 +509,7 @@ class Service(_Declared):
             if self._state.active:
                 self._move(_S.STOPPED)
             self._stop_requested, self._stop_hook_done = False, True
+            self._stepping_down = False
             self._setup_ended = self._exited = True
         self._new_run()
 
@@ -462,7 +519,11 @@ class Service(_Declared):
         _current.service = self
         try:
             self._emit("service.starting", "debug", restarts=self.restarts)
-            self._live()
+            try:
+                self._live()
+            finally:
+                if self.lease is not None:
+                    self._lease_runner.close()
         except BaseException as exc:  # a bug here or in a listener: never leave it "RUNNING"
             self._record_error(exc)
             self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="internal")
@@ -479,8 +540,17 @@ class Service(_Declared):
     def _live(self) -> None:
         """Cycles of setup/run/teardown, with backoff between them, until an ending."""
         attempt = 0
+        lease = self._lease_runner if self.lease is not None else None
         while True:
-            outcome, exc, ran_for = self._cycle()
+            if lease is not None and not lease.hold():  # STANDBY until it holds the lease
+                self._transition(_S.STOPPED, "service.stopped", "debug")
+                return
+            try:
+                outcome, exc, ran_for = self._cycle()
+            finally:
+                stepped_down = lease is not None and lease.end_cycle()
+            if stepped_down:  # the lease was lost: STANDBY again
+                continue
             if self._stop_requested:
                 outcome = _Outcome.STOPPED
             if outcome is _Outcome.STOPPED:
@@ -633,7 +703,7 @@ class Service(_Declared):
         With *unless_stopping*, a requested stop wins: the move is not made (not an error).
         """
         with self._cond:
-            if unless_stopping and self._stop_requested:
+            if unless_stopping and (self._stop_requested or self._stepping_down):
                 return False
             moved = self._move(new)
         if not moved:

@@ -15,10 +15,12 @@ class ServiceState(enum.StrEnum):
     """Where a service is in its life.
 
     NEW -> STARTING -> RUNNING -> STOPPING -> STOPPED, with FAILED (for good) and BACKOFF
-    (waiting to restart, then STARTING again) on the way when something goes wrong.
+    (waiting to restart, then STARTING again) on the way when something goes wrong. A service
+    with a lease waits in STANDBY until it holds it, and goes back there when it steps down.
     """
 
     NEW = "new"
+    STANDBY = "standby"
     STARTING = "starting"
     RUNNING = "running"
     BACKOFF = "backoff"
@@ -35,6 +37,7 @@ class ServiceState(enum.StrEnum):
     def active(self) -> bool:
         """True while the service's thread is in its life cycle."""
         return self in (
+            ServiceState.STANDBY,
             ServiceState.STARTING,
             ServiceState.RUNNING,
             ServiceState.BACKOFF,
@@ -47,8 +50,12 @@ _S = ServiceState
 #: Every allowed move. A move not in this table is a bug in bgservices, never a silent no-op.
 TRANSITIONS: Mapping[ServiceState, frozenset[ServiceState]] = {
     _S.NEW: frozenset({_S.STARTING, _S.FAILED}),  # FAILED: its thread could not be started
-    _S.STARTING: frozenset({_S.RUNNING, _S.BACKOFF, _S.STOPPING, _S.STOPPED, _S.FAILED}),
-    _S.RUNNING: frozenset({_S.BACKOFF, _S.STOPPING, _S.STOPPED, _S.FAILED}),
+    # STANDBY: waiting for the lease (from STARTING), or after stepping down (from RUNNING)
+    _S.STANDBY: frozenset({_S.STARTING, _S.STOPPING, _S.STOPPED, _S.FAILED}),
+    _S.STARTING: frozenset(
+        {_S.STANDBY, _S.RUNNING, _S.BACKOFF, _S.STOPPING, _S.STOPPED, _S.FAILED}
+    ),
+    _S.RUNNING: frozenset({_S.STANDBY, _S.BACKOFF, _S.STOPPING, _S.STOPPED, _S.FAILED}),
     _S.BACKOFF: frozenset({_S.STARTING, _S.STOPPING, _S.STOPPED, _S.FAILED}),
     _S.STOPPING: frozenset({_S.STOPPED, _S.FAILED}),
     _S.STOPPED: frozenset({_S.STARTING, _S.FAILED}),  # relaunched; or its new thread failed

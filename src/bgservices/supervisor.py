@@ -29,8 +29,9 @@ from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._stacks import thread_stack
+from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
 from .backoff import Backoff
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .options import option, validate_options
 from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
@@ -49,6 +50,8 @@ _SHUTDOWN_TIMEOUT = 10.0
 _DAEMON_GRACE = 0.5
 _FAILURE_POLICY: Literal["isolate", "shutdown"] = "isolate"
 _STOP_AT_EXIT = True
+#: States in which a service counts as up: a standby waits for a lease another instance holds.
+_UP = frozenset({ServiceState.RUNNING, ServiceState.STANDBY})
 
 
 class SupervisorSettings:
@@ -66,6 +69,13 @@ class SupervisorSettings:
     )
     stop_at_exit: bool = option(
         default=_STOP_AT_EXIT, help="Stop gracefully when the main thread finishes."
+    )
+    thread_stack_size: int | None = option(
+        default=None,
+        ge=0,
+        le=MAX_STACK_SIZE,
+        help="Bytes of stack per service thread (>= 32768; 0: the platform's default; "
+        "unset: unchanged). Set process-wide for the instant each thread starts.",
     )
 
 
@@ -147,6 +157,7 @@ class Supervisor:
         daemon_grace: float = _DAEMON_GRACE,
         failure_policy: Literal["isolate", "shutdown"] = _FAILURE_POLICY,
         stop_at_exit: bool = _STOP_AT_EXIT,
+        thread_stack_size: int | None = None,
         backoff: Backoff | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -157,15 +168,21 @@ class Supervisor:
                 "daemon_grace": daemon_grace,
                 "failure_policy": failure_policy,
                 "stop_at_exit": stop_at_exit,
+                "thread_stack_size": thread_stack_size,
             },
             resolve=None,
         )
+        stack_problem = None if problems else size_problem(settings["thread_stack_size"])
+        if stack_problem:
+            problems.append(Problem("thread_stack_size", stack_problem))
         if problems:
             raise ConfigError(problems)
         self.shutdown_timeout: float = settings["shutdown_timeout"]
         self.daemon_grace: float = settings["daemon_grace"]
         self.failure_policy: Literal["isolate", "shutdown"] = settings["failure_policy"]
         self.stop_at_exit: bool = settings["stop_at_exit"]
+        #: Stack of each service thread; None leaves ``threading.stack_size()`` alone.
+        self.thread_stack_size: int | None = settings["thread_stack_size"]
         self.backoff = backoff or Backoff()
         #: What services read and sleep on; ``bgservices.testing.FakeClock`` in tests.
         self.clock: Clock = clock or REAL_CLOCK
@@ -283,28 +300,28 @@ class Supervisor:
 
     @property
     def healthy(self) -> bool:
-        """True while running with every critical service RUNNING."""
-        return self._phase is Phase.RUNNING and all(
-            s.state is ServiceState.RUNNING for s in self if not s.daemon
-        )
+        """True while running with every critical service RUNNING (or in STANDBY: a leased
+        service whose lease another instance holds)."""
+        return self._phase is Phase.RUNNING and all(s.state in _UP for s in self if not s.daemon)
 
     def status(self) -> dict[str, dict[str, Any]]:
         """Every service's ``status()``, by name, in start order."""
         return {s.name: s.status() for s in self}
 
     def wait_running(self, timeout: float | None = None) -> bool:
-        """Block until every service is RUNNING; False on timeout, or at once when one of them
+        """Block until every service is RUNNING (or STANDBY, waiting for its lease); False on
+        timeout, or at once when one of them
         can no longer get there (it failed or stopped) or the supervisor is stopping."""
 
         def settled() -> bool:
             if self._phase in (Phase.STOPPING, Phase.STOPPED):
                 return True
-            return all(s.state is ServiceState.RUNNING or s.state.ended or s.stopping for s in self)
+            return all(s.state in _UP or s.state.ended or s.stopping for s in self)
 
         with self._changed:
             self._changed.wait_for(settled, timeout)
             return self._phase in (Phase.STARTING, Phase.RUNNING) and all(
-                s.state is ServiceState.RUNNING for s in self
+                s.state in _UP for s in self
             )
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
@@ -416,7 +433,12 @@ class Supervisor:
                 with self._lock:  # no launch once a stop began, and never after a remove()
                     if not self._may_launch(service):
                         return False
-                    error = service._start_thread()
+                    armed = service._arm_thread()  # from here a stop reaches it
+                if isinstance(armed, BaseException):
+                    error = armed
+                else:  # outside _lock: the new thread reports to us without waiting for it
+                    with stack_size(self.thread_stack_size):
+                        error = service._begin_thread(armed)
         finally:
             with self._lock:
                 self._launching.discard(service.name)

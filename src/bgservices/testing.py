@@ -52,10 +52,11 @@ _POLL = 0.005
 
 
 class CapturedEvents(list[dict[str, Any]]):
-    """The events captured so far, oldest first, as dicts: ``event``, ``log_level``, the
-    event's fields (``service``, ``reason``, ...), and for an event that carried an exception,
-    ``error`` (its repr) and ``exc_info`` (the exception itself). A list: events arrive from
-    service threads, so wait for one with ``wait_for``."""
+    """The events captured so far, oldest first, as dicts: ``event``, ``log_level``,
+    ``timestamp`` (``time.time()`` when it was logged), the event's fields (``service``,
+    ``reason``, ...), and for an event that carried an exception, ``error`` (its repr) and
+    ``exc_info`` (the exception itself). A list: events arrive from service threads, so wait
+    for one with ``wait_for``."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,14 +78,22 @@ class CapturedEvents(list[dict[str, Any]]):
             return [e for e in self if _matches(e, event, fields)]
 
     def wait_for(
-        self, event: str | None = None, *, timeout: float = 5.0, **fields: Any
+        self,
+        event: str | None = None,
+        *,
+        timeout: float = 5.0,
+        where: Callable[[dict[str, Any]], bool] | None = None,
+        **fields: Any,
     ) -> dict[str, Any]:
-        """The first event named *event* with *fields*, waiting up to *timeout* seconds for it;
-        ``AssertionError`` (naming what was seen) if it does not come."""
+        """The first event named *event* with *fields* (and for which *where* is true, if
+        given), waiting up to *timeout* seconds for it; ``AssertionError`` (naming what was
+        seen) if it does not come."""
         found: list[dict[str, Any]] = []
 
         def seen() -> bool:
-            found[:] = [e for e in self if _matches(e, event, fields)]
+            found[:] = [
+                e for e in self if _matches(e, event, fields) and (where is None or where(e))
+            ]
             return bool(found)
 
         with self._cond:
@@ -108,7 +117,11 @@ def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
         name, fields = message.event, dict(message.fields)
     else:  # a plain logging call under the bgservices tree
         name, fields = record.getMessage(), {}
-    event: dict[str, Any] = {"event": name, "log_level": record.levelname.lower()}
+    event: dict[str, Any] = {
+        "event": name,
+        "log_level": record.levelname.lower(),
+        "timestamp": record.created,
+    }
     event.update((k, v) for k, v in fields.items() if k not in event)
     if record.exc_info and record.exc_info[1] is not None:
         event["error"] = safe_repr(record.exc_info[1])  # as listeners get it
@@ -213,8 +226,9 @@ def _close_tap(sink: CapturedEvents) -> None:
 @contextlib.contextmanager
 def capture_events(level: int | None = logging.DEBUG) -> Iterator[CapturedEvents]:
     """Collect every event bgservices reports inside the block, of every supervisor and
-    service, as dicts: ``{"event": "service.crashed", "log_level": "error", "service":
-    "poller", "hook": "run", "error": "ValueError('boom')", "exc_info": ValueError('boom')}``.
+    service, as dicts: ``{"event": "service.crashed", "log_level": "error", "timestamp":
+    1700000000.0, "service": "poller", "hook": "run", "error": "ValueError('boom')",
+    "exc_info": ValueError('boom')}``.
 
     Nothing needs wiring: it listens on the ``bgservices`` logger tree, lowered to *level*
     for the block (DEBUG: the per-service lifecycle events too; None: levels untouched), and

@@ -266,3 +266,23 @@ def test_a_forked_child_does_not_share_the_parents_session(
             said = answer.read()
         os.waitpid(pid, 0)
     assert said == b"fresh"
+
+
+@pytest.mark.parametrize("trust_env", [True, False])
+def test_trust_env_false_turns_the_environment_proxy_off(
+    monkeypatch: pytest.MonkeyPatch, http_server: CountingServer, trust_env: bool
+) -> None:
+    proxy = CountingServer()  # answers the proxied request itself, as a proxy would
+    try:
+        for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        options = {} if trust_env else {"trust_env": False}
+        ping = KeepAlive(url=http_server.url, interval=3600, **options)
+        ping.setup()
+        ping.tick()
+        ping.teardown()
+        assert ping.health is Health.UP
+        assert (proxy.requests, http_server.requests) == ((1, 0) if trust_env else (0, 1))
+    finally:
+        proxy.stop()

@@ -461,18 +461,23 @@ def _readme_collector_example() -> str:
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 
-@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
-def test_the_readme_example_collects_the_lifecycle_to_the_end(tmp_path: Path, level: str) -> None:
-    """At INFO the supervisor's start and stop; at DEBUG every service's, teardown included."""
-    code = _readme_collector_example().replace("logging.INFO", f"logging.{level}")
+def test_the_readme_example_collects_every_service_to_the_end(tmp_path: Path) -> None:
+    """Every other service's lifecycle, teardown included, the supervisor's start and stop,
+    the services' own ``self.log`` lines under their module's logger, the application's."""
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-c", _readme_collector_example()],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    events = [(r.get("service"), r["event"]) for r in lines(tmp_path / "app.log")]
+    assert done.stdout == ""  # the library printed nothing
+    records = lines(tmp_path / "app.log")
+    events = [(r.get("service"), r["event"]) for r in records]
     assert (None, "this line reaches app.log, whatever happens next") in events
-    assert events[-1] == (None, "supervisor.stopped") or level == "DEBUG"
     assert (None, "supervisor.started") in events and (None, "supervisor.stopped") in events
-    if level == "DEBUG":
-        for event in ("service.starting", "service.running", "service.stopping", "service.stopped"):
-            assert ("memory_monitor", event) in events, events
+    for service in ("memory_monitor", "orders"):
+        for event in ("service.starting", "service.running", "service.stopping"):
+            assert (service, event) in events, (service, event)
+        assert (service, "service.stopped") in events  # after its teardown
+    own = [r for r in records if r["event"] == "orders.flushed"]
+    assert own and own[0]["logger"] == "__main__" and own[0]["service"] == "orders"
+    assert events.index(("orders", "orders.flushed")) < events.index(("orders", "service.stopped"))

@@ -164,8 +164,13 @@ class CacheWarmer(PeriodicService):
         """Block until the first warm-up has completed.
 
         False on timeout, and at once when the service has failed, stopped or is stopping:
-        it can no longer become ready, so no wait is left without an end.
+        it can no longer become ready, so no wait is left without an end. With a shared
+        backend (``RedisCache``), a warm-up by any process's warmer counts: a follower waiting
+        in STANDBY returns once the leader has filled the cache.
         """
+        shared = getattr(self.cache, "wait_ready", None)
+        if shared is not None and not self._ready:
+            return bool(shared(timeout))
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             # The state is read outside our lock: the framework may call init_state (which
@@ -247,6 +252,9 @@ class CacheWarmer(PeriodicService):
         self.total_failures += failures
         self.last_duration = round(time.monotonic() - began, 6)
         self.last_success_at = time.time()
+        mark_ready = getattr(self.cache, "mark_ready", None)  # a shared backend's followers
+        if mark_ready is not None:
+            mark_ready(ttl)
         self._notify_ready(ready=True)
         self._emit("cache.warmed", keys=warmed, failures=failures, seconds=self.last_duration)
 
@@ -342,6 +350,7 @@ class CacheWarmer(PeriodicService):
             "last_duration": self.last_duration,
             "last_success_at": iso_time(self.last_success_at),
             "callback_errors": self.callback_errors,
+            **({"cache": self.cache.stats()} if hasattr(self.cache, "stats") else {}),
         }
 
 

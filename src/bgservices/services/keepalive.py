@@ -69,6 +69,9 @@ class KeepAlive(PeriodicService):
         default=100, ge=1, help="Pings the latency figures are taken over."
     )
     tcp_keepalive: bool = option(default=True, help="Set TCP keepalive on the connection.")
+    trust_env: bool = option(
+        default=True, help="Read proxies and .netrc from the environment on every ping."
+    )
 
     @classmethod
     def check_options(cls, values: Mapping[str, Any]) -> list[Problem]:
@@ -115,6 +118,7 @@ class KeepAlive(PeriodicService):
         session = requests.Session()
         session.headers.update(self.headers)
         session.verify = self.verify
+        session.trust_env = self.trust_env
         adapter = _probe_adapter(self.tcp_keepalive)
         session.mount("http://", adapter)
         session.mount("https://", adapter)

@@ -1,0 +1,190 @@
+"""Idle thread services at scale, beside bare threads started and stopped the plainest way.
+
+The floor is ``Thread(target=event.wait).start()`` per thread, then ``event.set()`` and
+``join()`` for each, one after the other (the stop bgservices does: newest first, each one
+finished before the next); setting every event first and then joining is shown beside it.
+That is what CPython itself costs per thread here. bgservices starts N idle
+``PeriodicService``s (interval 60 s) with ``Supervisor.start()``, which returns once each
+one's setup() has ended, and stops them with ``stop()``. Voluntary context switches per
+thread started are shown too: unlike times, they barely move when the machine is loaded.
+Each figure comes from a fresh child process, the median of several; the kinds alternate.
+Memory is RSS and virtual size grown per thread, objects included, with and without
+``thread_stack_size``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+from ._common import Result, print_table, quiet_logs
+
+SMALL_STACK = 256 * 1024
+
+
+def _switches() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
+def _bare_threads(count: int) -> tuple[list[threading.Event], list[threading.Thread]]:
+    events = [threading.Event() for _ in range(count)]
+    threads = []
+    for event in events:
+        thread = threading.Thread(target=event.wait)
+        thread.start()
+        threads.append(thread)
+    return events, threads
+
+
+def _child(kind: str, count: int) -> dict[str, float]:
+    import psutil
+
+    from bgservices import PeriodicService, Supervisor
+
+    class Idle(PeriodicService):
+        interval = 60.0
+        initial_delay = 60.0
+
+        def tick(self) -> None:
+            pass
+
+    process = psutil.Process()
+    gc.collect()
+    before = process.memory_info()
+    extra: dict[str, float] = {}
+    if kind == "bare":
+        switches, began = _switches(), time.perf_counter()
+        events, threads = _bare_threads(count)
+        started, switches = time.perf_counter() - began, _switches() - switches
+        after = process.memory_info()
+        began = time.perf_counter()
+        for event, thread in zip(events[::-1], threads[::-1], strict=True):
+            event.set()
+            thread.join()
+        stopped = time.perf_counter() - began
+        events, threads = _bare_threads(count)
+        began = time.perf_counter()
+        for event in events:
+            event.set()
+        for thread in threads:
+            thread.join()
+        extra["stop_all_ms"] = (time.perf_counter() - began) * 1000
+    else:
+        size = SMALL_STACK if kind == "ours_small_stack" else None
+        services = [Idle(name=f"idle{n}") for n in range(count)]
+        sup = Supervisor(services, stop_at_exit=False, thread_stack_size=size, shutdown_timeout=300)
+        switches, began = _switches(), time.perf_counter()
+        sup.start()
+        started, switches = time.perf_counter() - began, _switches() - switches
+        assert sup.wait_running(0)
+        after = process.memory_info()
+        began = time.perf_counter()
+        report = sup.stop()
+        stopped = time.perf_counter() - began
+        assert report.clean and not report.abandoned
+    return {
+        "start_ms": started * 1000,
+        "stop_ms": stopped * 1000,
+        "rss_kib": (after.rss - before.rss) / 1024 / count,
+        "vms_kib": (after.vms - before.vms) / 1024 / count,
+        "switches": switches / count,
+        **extra,
+    }
+
+
+def _measure(kind: str, count: int) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.thread_scale", "--child", kind, str(count)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    if done.returncode:
+        raise RuntimeError(f"{kind} x {count} failed:\n{done.stderr[-3000:]}")
+    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    return figures
+
+
+def _medians(kind: str, count: int, repeats: int) -> dict[str, float]:
+    runs = [_measure(kind, count) for _ in range(repeats)]
+    return {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+
+
+def run(quick: bool = False) -> list[Result]:
+    sizes, repeats = ((10, 100, 1000), 1) if quick else ((10, 100, 1000, 5000), 3)
+    results: list[Result] = []
+    memory: dict[str, dict[str, float]] = {}
+    for count in sizes:
+        figures: dict[str, list[dict[str, float]]] = {"ours": [], "bare": []}
+        for _ in range(repeats):  # alternate, so that load on the machine hits both alike
+            for kind in figures:
+                figures[kind].append(_measure(kind, count))
+        ours, bare = (
+            {k: statistics.median(r[k] for r in runs) for k in runs[0]} for runs in figures.values()
+        )
+        peers = {"start": {}, "stop": {"bare, all set then all joined": bare["stop_all_ms"]}}
+        if count == 1000:
+            memory = {"ours": ours, "bare": bare}
+        for key, what in (("start_ms", "start"), ("stop_ms", "stop")):
+            results.append(
+                Result(
+                    name=f"{what} {count:,} idle thread services",
+                    unit="ms",
+                    ours=ours[key],
+                    peers={f"{count:,} bare threads (Thread + Event)": bare[key], **peers[what]},
+                    ratio=bare[key] / ours[key],
+                    target="within 1.5x of the bare threads (ratio >= 0.67)",
+                )
+            )
+        results.append(
+            Result(
+                name=f"voluntary context switches per thread started ({count:,})",
+                unit="switches",
+                ours=ours["switches"],
+                peers={"bare threads": bare["switches"]},
+                ratio=bare["switches"] / ours["switches"] if ours["switches"] else None,
+                target="reported (close to the bare threads)",
+            )
+        )
+    small = _medians("ours_small_stack", 1000, repeats)
+    ours, bare = memory["ours"], memory["bare"]
+    results += [
+        Result(
+            name="RSS per idle thread service (1,000)",
+            unit="KiB",
+            ours=ours["rss_kib"],
+            peers={"bare thread + Event": bare["rss_kib"]},
+            ratio=bare["rss_kib"] / ours["rss_kib"],
+            target="<= 22 KiB",
+        ),
+        Result(
+            name="virtual memory per idle thread service (1,000)",
+            unit="KiB",
+            ours=ours["vms_kib"],
+            peers={
+                f"with thread_stack_size={SMALL_STACK // 1024} KiB": small["vms_kib"],
+                "bare thread + Event": bare["vms_kib"],
+            },
+            ratio=ours["vms_kib"] / small["vms_kib"],
+            target="reported; ratio: default / small stacks",
+            note="the default is the stack ulimit (8 MiB here), reserved, not resident",
+        ),
+    ]
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "COUNT"))
+    args = parser.parse_args()
+    quiet_logs()
+    if args.child:
+        print(json.dumps(_child(args.child[0], int(args.child[1]))))
+    else:
+        print_table(run(args.quick))

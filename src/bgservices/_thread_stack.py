@@ -1,0 +1,43 @@
+"""Start a thread with a given stack size, within CPython's one process-wide setting.
+
+``threading`` has no per-thread stack size, only ``threading.stack_size()``, which applies to
+every thread started after it. So the size is set, the thread started, and the previous size
+put back, under one module-level lock: two supervisors never mix their sizes. A thread started
+elsewhere (not through bgservices) in that short window gets the size too: that is the caveat.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+
+__all__ = ["MAX_STACK_SIZE", "MIN_STACK_SIZE", "stack_size"]
+
+#: threading's own minimum (``stack_size()`` refuses less), and a generous maximum.
+MIN_STACK_SIZE = 32 * 1024
+MAX_STACK_SIZE = 256 * 1024 * 1024
+
+_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def stack_size(size: int | None) -> Iterator[None]:
+    """Threads started inside get *size* bytes of stack (0: the platform's default); None
+    changes nothing and takes no lock."""
+    if size is None:
+        yield
+        return
+    with _LOCK:
+        previous = threading.stack_size(size)
+        try:
+            yield
+        finally:
+            threading.stack_size(previous)
+
+
+def size_problem(size: int | None) -> str | None:
+    """Why *size* is not a stack size ``threading`` accepts, or None."""
+    if size is None or size == 0 or MIN_STACK_SIZE <= size <= MAX_STACK_SIZE:
+        return None
+    return f"must be 0 (the platform default) or between {MIN_STACK_SIZE} and {MAX_STACK_SIZE}"

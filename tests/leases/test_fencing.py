@@ -1,0 +1,57 @@
+"""Fencing tokens: a stale holder's late write is refused by the store."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+
+from bgservices.leases import RedisLeaseBackend
+
+from .._process import ROOT
+from ._redis_server import RedisServer
+
+
+def _example() -> ModuleType:
+    """examples/fenced_write.py, loaded from its file (examples are not a package)."""
+    spec = importlib.util.spec_from_file_location("fenced_write", ROOT / "examples/fenced_write.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_stale_holders_write_is_refused(redis_server: RedisServer, tmp_path: Path) -> None:
+    table = _example().FencedTable(str(tmp_path / "report.db"))
+    paused, fresh = RedisLeaseBackend(redis_server.url), RedisLeaseBackend(redis_server.url)
+    try:
+        old = paused.acquire("report", 0.2)
+        assert old is not None
+        assert table.write("daily", "old holder", old.token)
+        # The old holder is paused past its TTL: no renewal, and the lease expires.
+        deadline = time.monotonic() + 10
+        new = None
+        while new is None and time.monotonic() < deadline:
+            new = fresh.acquire("report", 5.0)
+            time.sleep(0.01)
+        assert new is not None and new.token > old.token
+        assert table.write("daily", "new holder", new.token)
+        assert not table.write("daily", "old holder, late", old.token)  # refused
+        assert table.read("daily") == ("new holder", new.token)
+        assert not paused.renew(old, 0.2)  # and on waking it learns it lost the lease
+    finally:
+        paused.close()
+        fresh.close()
+
+
+def test_the_fencing_example_runs_as_documented(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "examples/fenced_write.py", str(tmp_path / "r.db")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "holder wrote with token" in done.stdout
+    assert done.stdout.rstrip().endswith(": refused")
