@@ -333,3 +333,15 @@ def test_hygiene_fails_on_a_changed_signal_handler() -> None:
             signal.signal(signal.SIGTERM, lambda *_: None)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_events_carry_a_timestamp_and_wait_for_takes_a_predicate() -> None:
+    svc = Ticker(interval=10)
+    clock = FakeClock()
+    with capture_events() as events, supervised(svc, clock=clock):
+        clock.wait_for_sleepers(1)
+        running = events.wait_for("service.running", where=lambda e: svc.ticks >= 1)
+    stopped = events.matching("service.stopped")[0]
+    assert running["timestamp"] <= stopped["timestamp"]
+    with pytest.raises(AssertionError, match=r"no event service\.running"):
+        events.wait_for("service.running", where=lambda e: False, timeout=0.01)
