@@ -14,6 +14,7 @@ MODULES = [
     "stop_latency",
     "scale",
     "thread_scale",
+    "async_services",
     "tick_accuracy",
     "log_throughput",
     "keepalive_connections",

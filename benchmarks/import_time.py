@@ -39,7 +39,7 @@ def run(quick: bool = False) -> list[Result]:
             peers={"import structlog alone": structlog * 1000},
             ratio=structlog / ours,
             target="no more than +30 % over structlog (ratio >= 0.77)",
-            note="requests, psutil, cachetools and the built-in services load on first use",
+            note="requests, psutil and the built-in services load on first use",
         )
     ]
 

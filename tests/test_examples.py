@@ -207,3 +207,45 @@ def test_uvicorn_logs_bgservices_events_with_its_own(unused_port: int) -> None:
     ours = [line for line in err.splitlines() if line.startswith("INFO:") and "bgservices." in line]
     assert any("supervisor.started" in line for line in ours), err
     assert any("supervisor.stopped" in line for line in ours), err
+
+
+def test_fastapi_async_services_under_uvicorn_with_sigterm(unused_port: int) -> None:
+    """The async example under a real uvicorn: the warmer fetches a real upstream on
+    127.0.0.1 with httpx on uvicorn's loop, and SIGTERM runs its async teardown."""
+    import http.server
+    import threading
+
+    class Upstream(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps({"apple": 1.5}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    server = threading.Thread(target=upstream.serve_forever, daemon=True)
+    server.start()
+    try:
+        env = user_env(
+            PRICES_URL=f"http://127.0.0.1:{upstream.server_address[1]}/prices", PRICES_EVERY="0.2"
+        )
+        app = App([command("uvicorn"), "fastapi_async:app", "--log-config", "uvicorn_logging.json",
+                   "--port", str(unused_port)], env=env, cwd=EMBEDDING)  # fmt: skip
+        app.wait_line("prices.warm", stderr=True, timeout=30)
+        app.wait_line("Uvicorn running on", stderr=True, timeout=30)
+        assert json.loads(get(f"http://127.0.0.1:{unused_port}/price/apple"))["price"] == 1.5
+        health = json.loads(get(f"http://127.0.0.1:{unused_port}/health"))
+        assert health["services"]["prices"]["async"] is True and health["healthy"] is True
+        app.proc.send_signal(signal.SIGTERM)
+        code, _, err = app.finish(timeout=20)
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
+    assert code == -signal.SIGTERM, err
+    assert "prices.client_closed" in err  # the async teardown ran, on uvicorn's loop
+    assert "supervisor.stopped" in err and "stragglers=[]" in err

@@ -4,7 +4,7 @@ Daemon-safe services run in daemon threads (best effort); critical services run 
 non-daemon threads that the supervisor stops and joins, so their cleanup always runs.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .backoff import Backoff
 from .config import from_config, load_config
@@ -17,11 +17,22 @@ from .state import LifecycleEvent, ServiceState
 from .supervisor import EXIT_STRAGGLER, Phase, StopReport, Supervisor
 
 if TYPE_CHECKING:
+    from .aio import AsyncPeriodicService, AsyncService
+
     __version__: str
 
+_LAZY = {"AsyncService", "AsyncPeriodicService"}  # bgservices.aio imports asyncio: on first use
 
-def __getattr__(name: str) -> str:
-    """``__version__``, read from the installed metadata (pyproject's) on first use."""
+
+def __getattr__(name: str) -> Any:
+    """The async classes, imported on first use (so ``import bgservices`` stays light), and
+    ``__version__``, read from the installed metadata (pyproject's) on first use."""
+    if name in _LAZY:
+        from . import aio
+
+        value = getattr(aio, name)
+        globals()[name] = value
+        return value
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version
 
@@ -36,6 +47,8 @@ def __getattr__(name: str) -> str:
 
 __all__ = [
     "EXIT_STRAGGLER",
+    "AsyncPeriodicService",
+    "AsyncService",
     "Backoff",
     "ConfigError",
     "DoNotRestart",

@@ -187,7 +187,7 @@ class LiveStatus:
     def __init__(self, out: TextIO, *, in_place: bool | None = None) -> None:
         self.out = out
         self.in_place = _isatty(out) if in_place is None else in_place
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the screen: the table and the lines above it
         self._shown: list[str] = []  # the lines on screen, in place only
         self._broken = False
 

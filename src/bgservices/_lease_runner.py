@@ -44,7 +44,7 @@ class LeaseRunner:
         self._pid: int | None = None
         #: The current hold; set and cleared only by the service thread.
         self.current: HeldLease | None = None
-        self._wake = threading.Condition(threading.Lock())
+        self._wake = threading.Condition(threading.Lock())  # guards _ending; wakes the renewer
         self._ending = False
         self._renewer: threading.Thread | None = None
         self._held_since: float | None = None  # monotonic

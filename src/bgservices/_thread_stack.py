@@ -18,7 +18,7 @@ __all__ = ["MAX_STACK_SIZE", "MIN_STACK_SIZE", "stack_size"]
 MIN_STACK_SIZE = 32 * 1024
 MAX_STACK_SIZE = 256 * 1024 * 1024
 
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # guards the process-wide threading.stack_size() while a thread starts
 
 
 @contextlib.contextmanager

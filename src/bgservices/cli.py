@@ -117,6 +117,7 @@ def render_types_markdown() -> str:
         if not cls.__module__.startswith("bgservices."):
             continue
         kind = "daemon-safe" if cls.daemon_safe else "critical (not daemon-safe)"
+        kind += ", async" if cls.is_async else ""
         own = [spec for name, spec in options_of(cls).items() if name not in common]
         doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("``", "`")
         where = f"`{cls.__module__}.{cls.__qualname__}`, {kind}."
@@ -137,6 +138,8 @@ def _cmd_types(args: argparse.Namespace) -> int:
         types = {args.name: types[args.name]}
     for type_name, cls in types.items():
         kind = "daemon-safe" if cls.daemon_safe else "critical"
+        if cls.is_async:
+            kind += ", async"  # a task on an event loop, not a thread
         print(f"{type_name}  ({kind}; {cls.__module__}:{cls.__qualname__})")
         for spec in options_of(cls).values():
             if spec.name == "name":  # the key under `services` is the name

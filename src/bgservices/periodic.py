@@ -108,6 +108,22 @@ class PeriodicService(Service):
         super()._new_run()
 
     def run(self) -> None:
+        self._new_schedule()
+        while not self._wait_until(self._due()):
+            begun = self._clock.monotonic()
+            try:
+                self.tick()
+            except Exception as exc:
+                self._tick_failed(exc)
+            else:
+                self.consecutive_errors = 0
+            finally:
+                self._tick_ended(begun)
+
+    # Shared with ``aio.AsyncPeriodicService``, which awaits tick() between the same calls.
+
+    def _new_schedule(self) -> None:
+        """A fresh schedule for this run, from now."""
         self.consecutive_errors = 0
         chance = getattr(self._clock, "random", None)  # a test's clock may fix the draws
         schedule = self._schedule = Schedule(
@@ -118,9 +134,35 @@ class PeriodicService(Service):
             chance.uniform if chance is not None else None,
         )
         self._next_at = schedule.first()
-        while not self._wait_until(self._next_at):
-            self._tick_once()
-            self._next_at = schedule.after(self._clock.monotonic())
+
+    def _due(self) -> float:
+        """When the next tick is due."""
+        assert self._next_at is not None
+        return self._next_at
+
+    def _tick_failed(self, exc: Exception) -> None:
+        """A tick raised: counted and logged; re-raised (to end the run) past the limit."""
+        if isinstance(exc, DoNotRestart):
+            raise exc
+        self.errors += 1
+        self.consecutive_errors += 1
+        self._record_error(exc)
+        self._emit("service.tick_failed", "error", exc=exc, consecutive=self.consecutive_errors)
+        limit = self.max_consecutive_errors
+        if limit is not None and self.consecutive_errors >= limit:
+            raise exc
+
+    def _tick_ended(self, begun: float) -> None:
+        """Bookkeeping after every tick, and when the next one is due."""
+        now = self._clock.monotonic()
+        duration = now - begun
+        self.ticks += 1
+        self.last_tick_at = self._clock.time()
+        self.last_tick_duration = round(duration, 6)
+        if duration > self.interval:
+            self.overruns += 1
+        if self._schedule is not None:
+            self._next_at = self._schedule.after(now)
 
     def summary(self) -> str:
         return f"ticks={self.ticks} errors={self.errors}"
@@ -151,27 +193,3 @@ class PeriodicService(Service):
                 return self.stopping
             if self.wait(remaining):
                 return True
-
-    def _tick_once(self) -> None:
-        begun = self._clock.monotonic()
-        try:
-            self.tick()
-        except DoNotRestart:
-            raise
-        except Exception as exc:
-            self.errors += 1
-            self.consecutive_errors += 1
-            self._record_error(exc)
-            self._emit("service.tick_failed", "error", exc=exc, consecutive=self.consecutive_errors)
-            limit = self.max_consecutive_errors
-            if limit is not None and self.consecutive_errors >= limit:
-                raise
-        else:
-            self.consecutive_errors = 0
-        finally:
-            duration = self._clock.monotonic() - begun
-            self.ticks += 1
-            self.last_tick_at = self._clock.time()
-            self.last_tick_duration = round(duration, 6)
-            if duration > self.interval:
-                self.overruns += 1

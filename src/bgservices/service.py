@@ -30,6 +30,7 @@ from . import state as _state
 from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit, service_logger
 from ._saferepr import type_name
+from ._stacks import thread_stack
 from .backoff import Backoff
 from .errors import ConfigError, DoNotRestart, Problem
 from .options import option, validate_service_options
@@ -112,6 +113,8 @@ class Service(_Declared):
     #: Stopped after every other service and after the daemon-safe grace (the log collector,
     #: so that it records everyone else's teardown and the supervisor's last events).
     stop_last: ClassVar[bool] = False
+    #: True for ``aio.AsyncService``: its hooks are coroutines, run as tasks on an event loop.
+    is_async: ClassVar[bool] = False
     #: Short name in the type registry (``memory_monitor``), set by ``bgservices.register``.
     type_name: ClassVar[str | None] = None
     #: Attributes the framework sets on instances: an option may not be named like one.
@@ -444,13 +447,21 @@ class Service(_Declared):
                 active
                 and was is not _S.STANDBY  # no run() to unblock
                 and not self._stepping_down  # its step-down already ran the hook
-                and type(self).on_stop_requested is not Service.on_stop_requested
+                and self._has_stop_hook()
             )
             if run_hook:
                 self._stop_hook_done = False
             self._cond.notify_all()
         if active and not quiet:
             self._emit("service.stopping", "debug")
+        self._stop_requested_now(run_hook)
+
+    def _has_stop_hook(self) -> bool:
+        """The class overrides ``on_stop_requested`` (else no stop runs it)."""
+        return type(self).on_stop_requested is not Service.on_stop_requested
+
+    def _stop_requested_now(self, run_hook: bool) -> None:
+        """Wake the service for its stop; start ``on_stop_requested`` if *run_hook*."""
         if run_hook:
             try:
                 threading.Thread(
@@ -496,6 +507,11 @@ class Service(_Declared):
             return self._cond.wait_for(
                 lambda: self._exited, None if timeout is None else max(0.0, timeout)
             )
+
+    def _stack(self) -> str:
+        """Where the service is now, for a straggler's report: its thread's stack."""
+        thread = self._thread
+        return thread_stack(thread) if thread is not None else ""
 
     @property
     def _running_elsewhere(self) -> bool:
@@ -551,38 +567,84 @@ class Service(_Declared):
                 stepped_down = lease is not None and lease.end_cycle()
             if stepped_down:  # the lease was lost: STANDBY again
                 continue
-            if self._stop_requested:
-                outcome = _Outcome.STOPPED
-            if outcome is _Outcome.STOPPED:
+            delay = self._after_cycle(outcome, exc, ran_for, attempt)
+            if delay is None:
+                return
+            attempt, seconds = delay
+            if self.wait(seconds) or not self._relaunching():
                 self._transition(_S.STOPPED, "service.stopped", "debug")
                 return
-            if outcome is _Outcome.ENDED:
-                self._transition(_S.STOPPED, "service.stopped", reason=str(exc) or "DoNotRestart")
-                return
-            if not self._should_restart(outcome):
-                if outcome is _Outcome.CRASHED:
-                    self._fail(exc, "restart policy")
-                else:
-                    self._transition(_S.STOPPED, "service.stopped", reason="run returned")
-                return
-            if not self._restart_allowed():
-                self._fail(exc, f"over {self.max_restarts} restarts in {self.restart_window:g}s")
-                return
-            attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
-            delay = self._backoff.delay(attempt, getattr(self._clock, "random", None))
-            if not self._transition(
-                _S.BACKOFF, "service.backoff", "warning", unless_stopping=True,
-                attempt=attempt, delay=round(delay, 3),
-            ) or self.wait(delay):  # fmt: skip
-                self._transition(_S.STOPPED, "service.stopped", "debug")
-                return
-            self.restarts += 1
-            if not self._transition(
-                _S.STARTING, "service.starting", "debug", unless_stopping=True,
-                restarts=self.restarts,
-            ):  # fmt: skip
-                self._transition(_S.STOPPED, "service.stopped", "debug")
-                return
+
+    # The decisions of the life cycle, shared with ``aio.AsyncService``: its loop awaits
+    # where this one blocks, and asks these the same questions in the same order.
+
+    def _after_cycle(
+        self, outcome: _Outcome, exc: BaseException | None, ran_for: float, attempt: int
+    ) -> tuple[int, float] | None:
+        """What follows a cycle: None once the service ended (reported), else
+        ``(attempt, delay)`` with the service moved to BACKOFF for *delay* seconds."""
+        if self._stop_requested:
+            outcome = _Outcome.STOPPED
+        if outcome is _Outcome.STOPPED:
+            self._transition(_S.STOPPED, "service.stopped", "debug")
+            return None
+        if outcome is _Outcome.ENDED:
+            self._transition(_S.STOPPED, "service.stopped", reason=str(exc) or "DoNotRestart")
+            return None
+        if not self._should_restart(outcome):
+            if outcome is _Outcome.CRASHED:
+                self._fail(exc, "restart policy")
+            else:
+                self._transition(_S.STOPPED, "service.stopped", reason="run returned")
+            return None
+        if not self._restart_allowed():
+            self._fail(exc, f"over {self.max_restarts} restarts in {self.restart_window:g}s")
+            return None
+        attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
+        delay = self._backoff.delay(attempt, getattr(self._clock, "random", None))
+        if not self._transition(
+            _S.BACKOFF, "service.backoff", "warning", unless_stopping=True,
+            attempt=attempt, delay=round(delay, 3),
+        ):  # fmt: skip
+            self._transition(_S.STOPPED, "service.stopped", "debug")
+            return None
+        return attempt, delay
+
+    def _relaunching(self) -> bool:
+        """After the backoff: count the restart and move to STARTING; False if stopping."""
+        self.restarts += 1
+        return self._transition(
+            _S.STARTING, "service.starting", "debug", unless_stopping=True, restarts=self.restarts
+        )
+
+    def _setup_failed(self, exc: BaseException) -> _Outcome:
+        """setup() raised: how the cycle ended (a crash is counted and logged)."""
+        if isinstance(exc, DoNotRestart):
+            outcome = _Outcome.ENDED
+        else:
+            self._crashed(exc, "setup")
+            outcome = _Outcome.CRASHED
+        self._setup_done()
+        return outcome
+
+    def _began_running(self) -> tuple[float, bool]:
+        """setup() returned: (when the run began, whether it moved to RUNNING)."""
+        begun = self._running_since = self._clock.monotonic()
+        self._started_at = self._clock.time()
+        running = self._transition(_S.RUNNING, "service.running", "debug", unless_stopping=True)
+        self._setup_done()
+        return begun, running
+
+    def _run_failed(self, exc: BaseException) -> _Outcome:
+        """run() raised: how the cycle ended (a crash is counted and logged)."""
+        if isinstance(exc, DoNotRestart):
+            return _Outcome.ENDED
+        self._crashed(exc, "run")
+        return _Outcome.CRASHED
+
+    def _teardown_failed(self, exc: BaseException) -> None:
+        self._record_error(exc)
+        self._emit("service.teardown_failed", "error", exc=exc)
 
     def _fail(self, exc: BaseException | None, reason: str) -> None:
         error = None if exc is None else safe_repr(exc)
@@ -607,33 +669,21 @@ class Service(_Declared):
         """One setup/run/teardown round: (outcome, exception, seconds run)."""
         try:
             self._call_hook(self.setup)
-        except DoNotRestart as exc:
-            self._setup_done()
-            return _Outcome.ENDED, exc, 0.0
         except BaseException as exc:
-            self._crashed(exc, "setup")
-            self._setup_done()
-            return _Outcome.CRASHED, exc, 0.0
-        begun = self._running_since = self._clock.monotonic()
-        self._started_at = self._clock.time()
+            return self._setup_failed(exc), exc, 0.0
+        begun, running = self._began_running()
         outcome: tuple[_Outcome, BaseException | None] = (_Outcome.RETURNED, None)
-        running = self._transition(_S.RUNNING, "service.running", "debug", unless_stopping=True)
-        self._setup_done()
         if running:
             try:
                 self._call_hook(self.run)
-            except DoNotRestart as exc:
-                outcome = (_Outcome.ENDED, exc)
             except BaseException as exc:
-                self._crashed(exc, "run")
-                outcome = (_Outcome.CRASHED, exc)
+                outcome = (self._run_failed(exc), exc)
         with self._cond:  # on_stop_requested may still run: the two never overlap
             self._cond.wait_for(lambda: self._stop_hook_done)
         try:
             self._call_hook(self.teardown)
         except BaseException as exc:
-            self._record_error(exc)
-            self._emit("service.teardown_failed", "error", exc=exc)
+            self._teardown_failed(exc)
         self._running_since = None
         return outcome[0], outcome[1], self._clock.monotonic() - begun
 
@@ -776,13 +826,17 @@ def _exit_forked_child(code: int) -> None:
     os._exit(code)
 
 
-def _refuse_async_hooks(cls: type) -> None:
+def _refuse_async_hooks(cls: type[Service]) -> None:
+    if cls.is_async:
+        return  # aio.AsyncService checks its own hooks
     for hook in _HOOKS:
         func = cls.__dict__.get(hook)
         if inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func):
+            base = "AsyncPeriodicService" if hook == "tick" else "AsyncService"
             raise TypeError(
                 f"{cls.__qualname__}.{hook} is `async def`, but {cls.__qualname__} runs in a "
-                "thread, where a coroutine is never awaited: make it a plain `def`"
+                "thread, where a coroutine is never awaited: subclass "
+                f"bgservices.{base} to run it on an event loop, or make it a plain `def`"
             )
 
 

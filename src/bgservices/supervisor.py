@@ -22,19 +22,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _exit
 from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
-from ._stacks import thread_stack
 from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
 from .backoff import Backoff
 from .errors import ConfigError, Problem
 from .options import option, validate_options
 from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
+
+if TYPE_CHECKING:
+    from ._loop import Loops
 
 __all__ = ["EXIT_STRAGGLER", "Phase", "StopReport", "Supervisor", "SupervisorSettings"]
 
@@ -209,6 +211,7 @@ class Supervisor:
         self._in_run = False
         self._failure_shutdown = False
         self._signals: SignalHandlers | None = None
+        self._loops: Loops | None = None  # where async services run (see the asyncio section)
 
     # -- services ------------------------------------------------------------------------
 
@@ -576,8 +579,7 @@ class Supervisor:
         return late
 
     def _report_one_late(self, service: Service) -> None:
-        thread = service.thread
-        stack = thread_stack(thread) if thread is not None else ""
+        stack = service._stack()
         if not service.daemon:
             self._emit(
                 "supervisor.straggler", "error", service=service.name,
@@ -597,12 +599,11 @@ class Supervisor:
             if self._phase is Phase.STOPPING:
                 deadline = min(deadline, self._stop_deadline)
         if not service._wait_exited(deadline - time.monotonic()) and service._running_elsewhere:
-            thread = service.thread
             self._emit(
                 "supervisor.straggler",
                 "warning" if service.daemon else "error",  # a daemon-safe one may be abandoned
                 service=service.name,
-                stack=thread_stack(thread) if thread is not None else "",
+                stack=service._stack(),
             )
             raise RuntimeError(
                 f"service {service.name!r} did not stop within {self.shutdown_timeout:g}s"
@@ -753,6 +754,53 @@ class Supervisor:
 
     def __repr__(self) -> str:
         return f"<Supervisor {self._phase.value} services={list(self._services)}>"
+
+    # -- asyncio: where async services run; astart/astop for a running loop ---------------
+    # (bgservices.aio; asyncio is imported only when an async service or astart needs it)
+
+    def _event_loop(self) -> Loops:
+        """Where async services go: the loop ``astart()`` ran in, else one loop thread of the
+        supervisor's own for all of them."""
+        from ._loop import Loops
+
+        with self._lock:
+            if self._loops is None:
+                self._loops = Loops(self)
+            return self._loops
+
+    async def astart(self) -> Supervisor:
+        """``start()`` from a coroutine: async services run as tasks on the running loop,
+        thread services in their threads; never blocks the loop (``start()`` runs in a
+        worker thread while the loop runs the async services' ``setup()``)."""
+        import asyncio
+
+        self._event_loop().use_running_loop()
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def astop(self, timeout: float | None = None) -> StopReport:
+        """``stop()`` from a coroutine, within the same one deadline for thread and async
+        services; never blocks the loop."""
+        import asyncio
+
+        try:
+            return await asyncio.to_thread(self.stop, timeout)
+        finally:
+            if self._phase is Phase.STOPPED and self._loops is not None:
+                self._loops.forget_running_loop()
+
+    async def __aenter__(self) -> Supervisor:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    # -- end of the asyncio section -------------------------------------------------------
 
     # -- fork ------------------------------------------------------------------------------
 

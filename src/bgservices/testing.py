@@ -529,19 +529,32 @@ def run_ticks(
     if n < 0:
         raise ValueError(f"run_ticks() needs n >= 0, got {n}")
     service._prepare_launch(service._backoff, clock or service._clock)
-    limit = service.max_consecutive_errors
     service.setup()
     try:
         for index in range(n):
             if index and clock is not None:
                 clock.advance(service.interval)
-            service.max_consecutive_errors = 1  # the first failing tick raises
-            try:
-                service._tick_once()
-            except DoNotRestart:
+            if not _one_tick(service):
                 break
-            finally:
-                service.max_consecutive_errors = limit
     finally:
         service.teardown()
     return service.status()
+
+
+def _one_tick(service: PeriodicService) -> bool:
+    """One tick with the service's bookkeeping; False after ``DoNotRestart``. A tick's
+    exception is counted and logged as in the service thread, then raised."""
+    begun = service.clock.monotonic()
+    try:
+        service.tick()
+    except DoNotRestart:
+        return False
+    except Exception as exc:
+        with contextlib.suppress(Exception):  # past max_consecutive_errors it re-raises
+            service._tick_failed(exc)
+        raise
+    else:
+        service.consecutive_errors = 0
+    finally:
+        service._tick_ended(begun)
+    return True

@@ -60,7 +60,7 @@ class RedisCache:
         self._encode = msgspec.msgpack.Encoder().encode
         self._decode = msgspec.msgpack.Decoder(value_type).decode
         self._key = msgspec.json.Encoder().encode
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the near-cache (_near) and the retry state
         # key -> (value, read at (monotonic)); the last value seen, even past near_ttl
         self._near: dict[Hashable, tuple[Any, float]] = {}
         self._retry_at = 0.0  # monotonic: Redis is not tried before this while degraded

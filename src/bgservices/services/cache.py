@@ -9,17 +9,15 @@ import time
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
-import cachetools
-
 from ..errors import Problem
 from ..options import option
 from ..periodic import PeriodicService
 from ..service import iso_time
 from ..state import ServiceState
+from ._memory_cache import MemoryCache
 
 __all__ = ["CacheBackend", "CacheWarmer", "MemoryCache"]
 
-_MISSING = object()
 _STOPPED: Any = object()  # what a guarded call returns when a stop came first
 _ENDED = (ServiceState.STOPPED, ServiceState.FAILED)
 #: How often ``wait_ready`` looks at the state between two runs, the one moment no one
@@ -43,40 +41,6 @@ class CacheBackend(Protocol):
     def set(self, key: Hashable, value: Any, ttl: float) -> None: ...
 
     def delete(self, key: Hashable) -> None: ...
-
-
-class MemoryCache:
-    """A thread-safe in-memory cache with a TTL per entry (cachetools' TLRUCache, locked).
-
-    cachetools caches are not thread-safe by themselves; one lock serialises access.
-    """
-
-    def __init__(self, maxsize: int = 10_000, timer: Callable[[], float] = time.monotonic) -> None:
-        self._lock = threading.Lock()
-        self._data: cachetools.TLRUCache[Hashable, tuple[Any, float]] = cachetools.TLRUCache(
-            maxsize, ttu=lambda _key, entry, now: now + entry[1], timer=timer
-        )
-
-    def get(self, key: Hashable, default: Any = None) -> Any:
-        with self._lock:
-            entry = self._data.get(key, _MISSING)
-        return default if entry is _MISSING else entry[0]  # type: ignore[index]
-
-    def set(self, key: Hashable, value: Any, ttl: float) -> None:
-        with self._lock:
-            self._data[key] = (value, ttl)
-
-    def delete(self, key: Hashable) -> None:
-        with self._lock:
-            self._data.pop(key, None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._data.expire()
-            return len(self._data)
-
-    def __contains__(self, key: Hashable) -> bool:
-        return self.get(key, _MISSING) is not _MISSING
 
 
 class CacheWarmer(PeriodicService):
@@ -144,7 +108,7 @@ class CacheWarmer(PeriodicService):
         old: threading.Condition | None = getattr(self, "_ready_cond", None)
         same_process = getattr(self, "_pid", None) == os.getpid()
         self._pid = os.getpid()
-        self._ready_cond = threading.Condition()
+        self._ready_cond = threading.Condition()  # guards _ready and _between_runs
         self._ready = False
         self._between_runs = False
         self._work = threading.Condition()  # a tick waits on it for its workers, or a stop

@@ -94,7 +94,7 @@ class KeepAlive(PeriodicService):
         # A fresh session per launch and in a forked child: a session's pooled sockets must
         # never be shared with another process (the parent's are simply dropped here).
         self._session: requests.Session | None = None
-        self._session_lock = threading.Lock()
+        self._session_lock = threading.Lock()  # guards _session: made once, by whoever asks first
         self._deadline: _Deadline | None = None
         self.health = Health.UNKNOWN
         self.probes = 0
@@ -252,7 +252,7 @@ class _Deadline:
     """The deadline of one probe: past it, the connection in use is shut down."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _connection, _done and expired
         self._connection: Any = None
         self._done = False
         self.expired = False

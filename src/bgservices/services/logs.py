@@ -183,7 +183,7 @@ class _Intake(logging.Handler):
         self._max_queue, self._drop = max_queue, drop
         self._names = names
         self._loggers: list[logging.Logger] = []
-        self._room = threading.Condition(threading.Lock())
+        self._room = threading.Condition(threading.Lock())  # producers wait on it for room
         self._waiting = 0
         self._closed = False
         self._writer: int | None = None

@@ -1,0 +1,307 @@
+"""Where async services run: a loop of the supervisor's own or the caller's, and a watchdog.
+
+A ``Place`` is one event loop with its thread and the async services' tasks on it. On the
+supervisor's own loop (``LoopHost``) it is made on the first launch and ends by itself once
+the last task on it has ended (a relaunch makes a new one), so nothing is left behind.
+
+The ``Watchdog`` times every step of the services' tasks (each resumption of their
+coroutines, tick included): one that holds the loop longer than a threshold is reported
+once, with the loop thread's stack taken while it is still stuck. It sleeps while no step
+runs, so an idle loop costs no CPU, and wakes at most once per threshold while steps run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Coroutine, Generator, Iterable
+from typing import Any, Protocol
+
+from ._stacks import thread_stack
+
+__all__ = ["LoopHost", "Loops", "Place", "Timed", "Watchdog"]
+
+
+class Watched(Protocol):
+    """What the watchdog tells about a step that holds the loop."""
+
+    def _loop_was_blocked(self, seconds: float, stack: str) -> None: ...
+
+
+class Watchdog:
+    """Reports, once per step, a step of a watched task that holds its loop too long."""
+
+    def __init__(self, thread: threading.Thread, threshold: float) -> None:
+        self.loop_thread, self.threshold = thread, threshold
+        self._cond = threading.Condition(threading.Lock())
+        self._since: float | None = None  # when the current step began; None between steps
+        self._who: Watched | None = None
+        self._steps = 0
+        self._seen = 0  # _steps at the last look
+        self._reported = -1
+        self._asleep = False
+        self._closed = False
+        name = thread.name.removeprefix("bgservices:")
+        self._thread = threading.Thread(
+            target=self._watch, name=f"bgservices:{name}:watchdog", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- in the loop thread: cheap, unless the watchdog sleeps --------------------------------
+
+    def began(self, who: Watched) -> None:
+        self._steps += 1
+        self._who = who
+        self._since = time.monotonic()
+        if self._asleep:
+            with self._cond:
+                self._cond.notify_all()
+
+    def ended(self) -> None:
+        self._since = None
+
+    # -- in the watchdog thread ----------------------------------------------------------
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                since, steps, who = self._since, self._steps, self._who
+                if since is None or steps == self._reported:
+                    quiet = steps == self._seen
+                    self._seen = steps
+                    self._asleep = quiet  # set before a step's began() looks at it
+                    if self._since is since and self._steps == steps:
+                        self._cond.wait(None if quiet else self.threshold)
+                    self._asleep = False
+                    continue
+                late = time.monotonic() - since
+                if late < self.threshold:
+                    self._cond.wait(self.threshold - late)
+                    continue
+                self._reported = self._seen = steps
+                stack = thread_stack(self.loop_thread)
+                self._cond.release()
+                try:
+                    if who is not None:
+                        who._loop_was_blocked(late, stack)
+                except Exception:  # reporting must never end the watchdog
+                    pass
+                finally:
+                    self._cond.acquire()
+
+
+class Timed(Coroutine[Any, Any, None]):
+    """A service's coroutine, each step timed by the watchdog of the loop it runs on."""
+
+    __slots__ = ("_coro", "_watchdog", "_who")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], watchdog: Watchdog | None, who: Watched
+    ) -> None:
+        self._coro, self._watchdog, self._who = coro, watchdog, who
+
+    def send(self, value: Any) -> Any:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return self._coro.send(value)
+        watchdog.began(self._who)
+        try:
+            return self._coro.send(value)
+        finally:
+            watchdog.ended()
+
+    def throw(self, *args: Any) -> Any:
+        watchdog = self._watchdog
+        if watchdog is None:
+            return self._coro.throw(*args)
+        watchdog.began(self._who)
+        try:
+            return self._coro.throw(*args)
+        finally:
+            watchdog.ended()
+
+    def close(self) -> None:
+        self._coro.close()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self._coro.__await__()
+
+    @property
+    def inner(self) -> Coroutine[Any, Any, None]:
+        return self._coro
+
+
+class Place:
+    """One loop, its thread, and the async services' tasks on it (counted)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        thread: threading.Thread,
+        on_empty: Callable[[], None] | None = None,
+    ) -> None:
+        self.loop, self.thread = loop, thread
+        self._on_empty = on_empty  # the host's loop stops when its last task has ended
+        self.closed = False
+        self.watchdog: Watchdog | None = None
+        #: Cancellations at a stop deadline share one short wait: see AsyncService._wait_exited.
+        self.cancel_until = 0.0
+        self._lock = threading.Lock()
+        self._tasks = 0
+        self._posted: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+
+    def enter(self, threshold: float | None) -> bool:
+        """Count one more task (watched if *threshold*); False once this place has closed."""
+        with self._lock:
+            if self.closed:
+                return False
+            self._tasks += 1
+            if threshold is not None:
+                if self.watchdog is None:
+                    self.watchdog = Watchdog(self.thread, threshold)
+                self.watchdog.threshold = min(self.watchdog.threshold, threshold)
+            return True
+
+    def leave(self) -> None:
+        """A task ended (or never started): the last one out closes the watchdog (and the
+        host's loop)."""
+        with self._lock:
+            self._tasks -= 1
+            if self._tasks > 0:
+                return
+            watchdog, self.watchdog = self.watchdog, None
+            if self._on_empty is not None:
+                self.closed = True
+        if watchdog is not None:
+            watchdog.close()
+        if self._on_empty is not None:
+            self._on_empty()
+
+    def abandon(self) -> None:
+        """Interpreter exit, and only abandoned daemon-safe tasks are left: stop the host's
+        loop anyway (its thread may be non-daemon), as daemon threads are left behind."""
+        with self._lock:
+            if self._on_empty is None or self.closed:
+                return
+            self.closed = True
+        self._on_empty()
+
+    def post(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` on the loop soon, in order; from any thread.
+
+        Calls posted together wake the loop once: a stop of a thousand services is one
+        wake-up, not a thousand (each costs a write to the loop's socket and a GIL hand-off).
+        ``RuntimeError`` if the loop is closed.
+        """
+        with self._lock:
+            self._posted.append((callback, args))
+            if len(self._posted) > 1:
+                return  # a drain is scheduled already
+        try:
+            self.loop.call_soon_threadsafe(self._drain)
+        except RuntimeError:
+            with self._lock:
+                self._posted.clear()
+            raise
+
+    def _drain(self) -> None:
+        with self._lock:
+            posted, self._posted = self._posted, []
+        for callback, args in posted:
+            try:
+                callback(*args)
+            except Exception as exc:  # as asyncio does for a callback that raises
+                self.loop.call_exception_handler(
+                    {"message": f"bgservices: {callback!r} failed", "exception": exc}
+                )
+
+
+class LoopHost:
+    """A supervisor's own event loop thread for its async services (``sup.start()``)."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._lock = threading.Lock()
+        self._current: Place | None = None
+
+    def enter(self, *, daemonic: Callable[[], bool], threshold: float | None) -> Place:
+        """The place a new task goes on, counted (``leave()`` it when the task ends); a new
+        loop thread is a daemon if ``daemonic()`` (asked only then: it may be costly)."""
+        with self._lock:
+            place = self._current
+            if place is not None and place.enter(threshold):
+                return place
+            daemon = daemonic()
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=_serve, args=(loop,), name=self._name, daemon=daemon)
+            place = self._current = Place(loop, thread, on_empty=_stopper(loop))
+            place.enter(threshold)
+            thread.start()
+            return place
+
+
+def _stopper(loop: asyncio.AbstractEventLoop) -> Callable[[], None]:
+    def stop() -> None:
+        with contextlib.suppress(RuntimeError):  # closed already
+            loop.call_soon_threadsafe(loop.stop)
+
+    return stop
+
+
+def _serve(loop: asyncio.AbstractEventLoop) -> None:
+    """The host's loop thread: run until the last task has ended, then clean up and close."""
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+        leftover = asyncio.all_tasks(loop)  # tasks the services made and left behind
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            loop.run_until_complete(asyncio.wait(leftover, timeout=1.0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+class Loops:
+    """A supervisor's places for async services: the loop ``astart()`` was awaited in, or
+    else a ``LoopHost`` of its own (non-daemon when any async service is critical)."""
+
+    def __init__(self, owner: Iterable[Any]) -> None:
+        self._owner = owner
+        self._lock = threading.Lock()
+        self._host = LoopHost("bgservices:loop")
+        self._caller: Place | None = None
+
+    def use_running_loop(self) -> None:
+        """From now on, async services go on the running loop (``astart()``)."""
+        with self._lock:
+            self._caller = Place(asyncio.get_running_loop(), threading.current_thread())
+
+    def forget_running_loop(self) -> None:
+        """``astop()`` is done: later starts use the supervisor's own loop."""
+        with self._lock:
+            self._caller = None
+
+    def enter(self, threshold: float | None) -> Place:
+        """Where an async service launched now runs, counted: ``Place.leave()`` at its end."""
+        with self._lock:
+            caller = self._caller
+        if caller is not None and caller.enter(threshold):
+            return caller
+        return self._host.enter(daemonic=self._all_daemon_safe, threshold=threshold)
+
+    def _all_daemon_safe(self) -> bool:
+        return not any(getattr(s, "is_async", False) and not s.daemon for s in self._owner)
