@@ -1,5 +1,6 @@
-"""Shared fixtures. Every test must leave no bgservices thread and no changed signal handler;
-logger levels and propagation a test changed are put back."""
+"""Shared fixtures, on bgservices.testing and its pytest plugin. Every test must leave no
+bgservices thread, no changed signal handler and no disallowed state move; logger levels and
+propagation a test changed are put back."""
 
 from __future__ import annotations
 
@@ -8,15 +9,16 @@ import os
 os.environ["BGSERVICES_STRICT"] = "1"  # a disallowed state move raises, here and in subprocesses
 
 import logging
-import signal
 import socket
-import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
-from bgservices import LifecycleEvent, Supervisor, state
+from bgservices import Supervisor, state
+from bgservices.testing import CapturedEvents, capture_events
+
+# No test may leave a bgservices thread or a changed signal handler: the plugin's
+# ``bgservices_hygiene`` check runs for every test (``bgservices_hygiene = true`` in pyproject).
 
 
 def _logger_settings() -> dict[str, tuple[int, bool]]:
@@ -30,76 +32,32 @@ def _logger_settings() -> dict[str, tuple[int, bool]]:
 
 @pytest.fixture(autouse=True)
 def hygiene() -> Iterator[None]:
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     levels = _logger_settings()
     yield
     for name in _logger_settings():  # levels and propagation a test changed: put back
         logger = logging.root if name == "root" else logging.getLogger(name)
         logger.level, logger.propagate = levels.get(name, (logging.NOTSET, True))
     logging.root.manager._clear_cache()  # isEnabledFor() caches answers per logger
-    leftovers = [t for t in threading.enumerate() if t.name.startswith("bgservices:")]
-    for thread in leftovers:
-        thread.join(2.0)
-    alive = [t.name for t in leftovers if t.is_alive()]
-    changed = [s.name for s, h in handlers.items() if signal.getsignal(s) is not h]
-    assert not alive, f"test left service threads running: {alive}"
     assert not state.VIOLATIONS, f"disallowed state moves: {state.VIOLATIONS}"
-    assert not changed, f"test left signal handlers changed: {changed}"
 
 
-class Recorder:
-    """Collects lifecycle events and lets a test wait for one, bounded."""
-
-    def __init__(self) -> None:
-        self.events: list[LifecycleEvent] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: LifecycleEvent) -> None:
-        with self._cond:
-            self.events.append(event)
-            self._cond.notify_all()
-
-    def names(self, service: str | None = None) -> list[str]:
-        with self._cond:
-            return [e.event for e in self.events if service is None or e.service == service]
-
-    def wait_for(self, predicate: Callable[[LifecycleEvent], bool], timeout: float = 5.0) -> Any:
-        with self._cond:
-            found: list[LifecycleEvent] = []
-
-            def seen() -> bool:
-                found[:] = [e for e in self.events if predicate(e)]
-                return bool(found)
-
-            assert self._cond.wait_for(seen, timeout), f"no such event in {self.names()}"
-            return found[0]
-
-    def wait_event(self, name: str, service: str | None = None, timeout: float = 5.0) -> Any:
-        return self.wait_for(
-            lambda e: e.event == name and (service is None or e.service == service), timeout
-        )
+#: What the ``recorder`` fixture gives, for annotations.
+Recorder = CapturedEvents
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> Iterator[CapturedEvents]:
+    """Every event of the test, as dicts (``bgservices.testing.capture_events``)."""
+    with capture_events() as events:
+        yield events
 
 
 @pytest.fixture
-def make_supervisor(recorder: Recorder) -> Iterator[Callable[..., Supervisor]]:
-    """Build supervisors that record events and are always stopped after the test."""
-    made: list[Supervisor] = []
-
-    def make(*services: Any, **kwargs: Any) -> Supervisor:
-        kwargs.setdefault("shutdown_timeout", 5.0)
-        sup = Supervisor(services, **kwargs)
-        sup.add_listener(recorder)
-        made.append(sup)
-        return sup
-
-    yield make
-    for sup in made:
-        sup.stop()
+def make_supervisor(
+    bgservices_supervisor: Callable[..., Supervisor],
+) -> Callable[..., Supervisor]:
+    """Build supervisors that are always stopped after the test (the plugin's factory)."""
+    return bgservices_supervisor
 
 
 @pytest.fixture

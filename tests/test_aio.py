@@ -75,7 +75,7 @@ def test_async_services_share_one_loop_thread_and_stop_cleanly(
     assert sup.wait_running(5)
     assert len(loop_threads()) == 1
     assert all(s.thread is loop_threads()[0] for s in [*services, ticker])
-    recorder.wait_for(lambda e: e.event == "service.running" and e.service == "ticker")
+    recorder.wait_for("service.running", service="ticker")
     report = sup.stop()
     assert report.clean and set(report.stopped) == {s.name for s in [*services, ticker]}
     assert all(s.calls == ["setup", "run", "teardown"] for s in services)
@@ -143,7 +143,7 @@ def test_restart_policy_and_backoff_are_the_thread_versions(
     service = Crashy()
     sup = make_supervisor(service, backoff=FAST)
     sup.start()
-    recorder.wait_event("service.failed", "crashy")
+    recorder.wait_for("service.failed", service="crashy")
     assert service.state is ServiceState.FAILED
     assert service.crashes == 3 and service.restarts == 2
     assert recorder.names("crashy").count("service.backoff") == 2
@@ -237,8 +237,8 @@ def test_a_task_that_survives_cancellation_is_a_straggler_with_its_coroutine_sta
     report = sup.stop()
     release.set()
     assert report.stragglers == ("stubborn",)
-    event = recorder.wait_event("supervisor.straggler")
-    stack = event.fields["stack"]
+    event = recorder.wait_for("supervisor.straggler")
+    stack = event["stack"]
     assert "in run" in stack and "keep_going" in stack  # the coroutine's, not the loop's select
     assert "select" not in stack
 
@@ -331,7 +331,7 @@ def test_async_hook_faults_are_contained(
     if where in ("teardown", "on_stop_requested"):
         assert sup.wait_running(5)
         assert sup.stop().clean
-    recorder.wait_event(event, "faulty")
+    recorder.wait_for(event, service="faulty")
     assert service.last_error is not None and service.last_error["type"] == type(error).__qualname__
     if state is not None:
         assert service.wait_for_state(state, timeout=5)
@@ -363,13 +363,13 @@ def test_a_tick_blocking_the_loop_is_reported_once_with_the_loop_threads_stack(
     hog = Hog()
     sup = make_supervisor(hog, Victim())
     sup.start()
-    event = recorder.wait_event("service.loop_blocked", "hog")
-    assert "time.sleep" in event.fields["stack"] and "in tick" in event.fields["stack"]
+    event = recorder.wait_for("service.loop_blocked", service="hog")
+    assert "time.sleep" in event["stack"] and "in tick" in event["stack"]
     assert resumed.wait(5)
     sup.stop()
     # once for the whole 0.8 s, not once per look (every 0.2 s)
-    reports = [e for e in recorder.events if e.event == "service.loop_blocked"]
-    assert [e.service for e in reports if "time.sleep" in e.fields["stack"]] == ["hog"]
+    reports = [e for e in recorder if e["event"] == "service.loop_blocked"]
+    assert [e["service"] for e in reports if "time.sleep" in e["stack"]] == ["hog"]
     assert hog.status()["loop_blocked"] >= 1
     assert hog.status()["last_loop_block"]["seconds"] >= 0.2
 

@@ -79,9 +79,9 @@ def test_a_crash_in_setup_run_or_tick_follows_the_restart_policy(
     expected_restarts = 0 if policy == "never" else 2
     assert (svc.restarts, svc.crashes) == (expected_restarts, expected_restarts + 1)
     assert svc.last_error is not None and svc.last_error["message"] == "injected"
-    crashes = [e for e in recorder.events if e.event == "service.crashed"]
+    crashes = [e for e in recorder if e["event"] == "service.crashed"]
     assert len(crashes) == expected_restarts + 1
-    assert {e.fields["hook"] for e in crashes} == {"setup" if hook == "setup" else "run"}
+    assert {e["hook"] for e in crashes} == {"setup" if hook == "setup" else "run"}
     if hook == "tick":
         assert svc.errors == expected_restarts + 1
     assert bystander.state is ServiceState.STOPPED
@@ -117,7 +117,7 @@ def test_base_exceptions_in_a_service_are_crashes_not_silence(
     assert sup.running and bystander.state is ServiceState.RUNNING
     assert svc.crashes == 1 and svc.last_error is not None
     assert svc.last_error["type"] == type(exc).__name__
-    assert recorder.wait_event("service.crashed", "faulty").fields["error"] == repr(exc)
+    assert recorder.wait_for("service.crashed", service="faulty")["error"] == repr(exc)
     sup.stop()
 
 
@@ -134,7 +134,7 @@ def test_a_hanging_teardown_is_a_straggler_with_its_stack(make_supervisor, recor
     try:
         report = sup.stop(timeout=0.2)
         assert report.stragglers == ("slow_to_close",)
-        assert "in teardown" in recorder.wait_event("supervisor.straggler").fields["stack"]
+        assert "in teardown" in recorder.wait_for("supervisor.straggler")["stack"]
     finally:
         release.set()
         assert slow.thread is not None
@@ -147,7 +147,7 @@ def test_backoff_delays_grow_as_documented_and_burn_no_cpu(make_supervisor, reco
     svc.fault_in = "run"
     sup = make_supervisor(svc, backoff=Backoff(initial=0.2, maximum=0.8))
     sup.start()
-    recorder.wait_event("service.backoff")
+    recorder.wait_for("service.backoff")
     assert svc.thread is not None and svc.thread.native_id is not None
     native_id = svc.thread.native_id
 
@@ -158,7 +158,7 @@ def test_backoff_delays_grow_as_documented_and_burn_no_cpu(make_supervisor, reco
     before = thread_cpu()
     assert svc.wait_for_state(ServiceState.FAILED, timeout=10)
     spent = thread_cpu() - before
-    delays = [e.fields["delay"] for e in recorder.events if e.event == "service.backoff"]
+    delays = [e["delay"] for e in recorder if e["event"] == "service.backoff"]
     ceilings = [0.2, 0.4, 0.8]
     assert len(delays) == 3
     assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))

@@ -126,19 +126,19 @@ def test_do_not_restart_ends_the_service_for_good(make_supervisor, recorder) -> 
     with make_supervisor(svc, backoff=FAST):
         assert svc.wait_for_state(ServiceState.STOPPED, timeout=5)
     assert svc.runs == 1 and svc.restarts == 0
-    assert recorder.wait_event("service.stopped").fields["reason"] == "nothing left to do"
+    assert recorder.wait_for("service.stopped")["reason"] == "nothing left to do"
 
 
 def test_restart_storm_gives_up_after_max_restarts_in_window(make_supervisor, recorder) -> None:
     svc = Recording(max_restarts=5, restart_window=60)
     svc.behaviour = "raise"
     with make_supervisor(svc, backoff=Backoff(initial=0.001, maximum=0.05)):
-        failed = recorder.wait_event("service.failed")
+        failed = recorder.wait_for("service.failed")
     assert svc.restarts == 5 and svc.runs == 6
-    assert "over 5 restarts in 60s" in failed.fields["reason"]
-    attempts = [e.fields["attempt"] for e in recorder.events if e.event == "service.backoff"]
+    assert "over 5 restarts in 60s" in failed["reason"]
+    attempts = [e["attempt"] for e in recorder if e["event"] == "service.backoff"]
     assert attempts == [1, 2, 3, 4, 5]
-    delays = [e.fields["delay"] for e in recorder.events if e.event == "service.backoff"]
+    delays = [e["delay"] for e in recorder if e["event"] == "service.backoff"]
     assert all(0.0005 <= d <= 0.05 for d in delays)
 
 
@@ -146,8 +146,8 @@ def test_backoff_starts_over_after_a_stable_run(make_supervisor, recorder) -> No
     svc = Recording(max_restarts=3)
     svc.behaviour = "raise"
     with make_supervisor(svc, backoff=Backoff(initial=0.001, maximum=0.01, reset_after=0)):
-        recorder.wait_event("service.failed")
-    attempts = [e.fields["attempt"] for e in recorder.events if e.event == "service.backoff"]
+        recorder.wait_for("service.failed")
+    attempts = [e["attempt"] for e in recorder if e["event"] == "service.backoff"]
     assert attempts == [1, 1, 1]
 
 
@@ -156,7 +156,7 @@ def test_stop_during_backoff_is_immediate_and_nothing_restarts(make_supervisor, 
     svc.behaviour = "raise"
     sup = make_supervisor(svc, backoff=Backoff(initial=60, maximum=60))
     sup.start()
-    recorder.wait_event("service.backoff")
+    recorder.wait_for("service.backoff")
     report = sup.stop(timeout=5)
     assert report.clean and report.elapsed < 5
     assert svc.state is ServiceState.STOPPED and svc.runs == 1 and svc.restarts == 0

@@ -161,8 +161,13 @@ class PeriodicService(Service):
     def _new_schedule(self) -> None:
         """A fresh schedule for this run, from now."""
         self.consecutive_errors = 0
+        chance = getattr(self._clock, "random", None)  # a test's clock may fix the draws
         schedule = self._schedule = Schedule(
-            self.schedule, self.interval, self._clock.monotonic() + self.initial_delay, self.jitter
+            self.schedule,
+            self.interval,
+            self._clock.monotonic() + self.initial_delay,
+            self.jitter,
+            chance.uniform if chance is not None else None,
         )
         self._next_at = schedule.first()
 

@@ -340,6 +340,15 @@ class Service(_Declared):
             self._changed()
 
     @property
+    def clock(self) -> Clock:
+        """The clock this service reads and waits on: the supervisor's (``Supervisor(clock=)``).
+
+        Read time through it (``self.clock.monotonic()``) and a test's
+        ``bgservices.testing.FakeClock`` moves your service's idea of time too.
+        """
+        return self._clock
+
+    @property
     def stopping(self) -> bool:
         """True once a stop has been requested (or the lease lost: run() must end)."""
         return self._stop_requested or self._stepping_down
@@ -648,7 +657,7 @@ class Service(_Declared):
             self._fail(exc, f"over {self.max_restarts} restarts in {self.restart_window:g}s")
             return None
         attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
-        delay = self._backoff.delay(attempt)
+        delay = self._backoff.delay(attempt, getattr(self._clock, "random", None))
         if not self._transition(
             _S.BACKOFF, "service.backoff", "warning", unless_stopping=True,
             attempt=attempt, delay=round(delay, 3),
@@ -703,7 +712,7 @@ class Service(_Declared):
         return self.restart == "always" or outcome is _Outcome.CRASHED
 
     def _restart_allowed(self) -> bool:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         times = self._restart_times = [
             t for t in self._restart_times if t > now - self.restart_window
         ]

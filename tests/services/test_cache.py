@@ -53,7 +53,7 @@ def test_a_failing_key_spoils_nothing_else(make_supervisor, recorder) -> None:
     assert warmer.cache.get("a") == "A" and warmer.cache.get("c") == "C"
     assert "bad" not in warmer.cache  # type: ignore[operator]
     assert (warmer.failures, warmer.keys_warmed) == (1, 2)
-    assert recorder.wait_event("cache.fetch_failed").fields["key"] == "'bad'"
+    assert recorder.wait_for("cache.fetch_failed")["key"] == "'bad'"
 
 
 def test_should_cache_filters_values(make_supervisor) -> None:
@@ -188,7 +188,7 @@ def test_a_hung_fetch_does_not_stall_the_other_keys(make_supervisor, recorder, h
         assert [warmer.cache.get(k) for k in "abc"] == ["A", "B", "C"]
         status = warmer.status()
         assert (status["failures"], status["timeouts"], status["hung_workers"]) == (1, 1, 1)
-        assert recorder.wait_event("cache.fetch_timed_out").fields["key"] == "'stuck'"
+        assert recorder.wait_for("cache.fetch_timed_out")["key"] == "'stuck'"
     assert "stuck" not in warmer.cache  # type: ignore[operator]
 
 
@@ -198,7 +198,7 @@ def test_a_run_never_outlasts_run_timeout(make_supervisor, recorder, hang) -> No
     )
     began = time.monotonic()
     with make_supervisor(warmer):
-        recorder.wait_event("cache.run_timed_out", timeout=10)
+        recorder.wait_for("cache.run_timed_out", timeout=10)
         assert time.monotonic() - began < 5
         status = warmer.status()
         assert status["failures"] == 6 and status["keys_warmed"] == 0 and status["runs"] == 1
@@ -266,7 +266,7 @@ def test_wait_ready_before_start_is_woken_by_the_first_warm_up(make_supervisor) 
 def test_a_hung_keys_callable_fails_the_run_on_time(make_supervisor, recorder, hang) -> None:
     warmer = CacheWarmer(keys=lambda: hang.wait(30) and [], fetch=str, run_timeout=0.2)
     with make_supervisor(warmer):
-        recorder.wait_event("cache.keys_timed_out", timeout=10)
-        recorder.wait_event("service.tick_failed", timeout=10)
+        recorder.wait_for("cache.keys_timed_out", timeout=10)
+        recorder.wait_for("service.tick_failed", timeout=10)
         assert warmer.last_error is not None and warmer.last_error["type"] == "TimeoutError"
         assert warmer.status()["hung_workers"] == 1 and not warmer.ready

@@ -118,7 +118,7 @@ def test_the_pooled_connection_has_tcp_keepalive_on(
 
     ping = KeepAlive(url=http_server.url, interval=3600)  # one ping, then the pool sits idle
     with make_supervisor(ping):
-        recorder.wait_event("keepalive.up")  # the response was read: the connection is pooled
+        recorder.wait_for("keepalive.up")  # the response was read: the connection is pooled
         pools = ping.session.get_adapter(http_server.url).poolmanager.pools
         (connection,) = [c for key in pools.keys() for c in pools[key].pool.queue if c]  # noqa: SIM118 (not iterable)
         assert connection.sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
@@ -218,13 +218,13 @@ def test_redaction_keeps_the_host_and_hides_query_secrets(make_supervisor, recor
     with make_supervisor(ping):
         assert went_down.wait(10)
     status = ping.status()
-    shown = json.dumps(status) + json.dumps([e.fields for e in recorder.events], default=str)
+    shown = json.dumps(status) + json.dumps(list(recorder), default=str)
     assert "K3Y-VALUE" not in shown and "T0KEN-VALUE" not in shown
     assert status["url"] == f"http://***@127.0.0.1:{port}/health?api_key=***&x=1&access_token=***"
     assert f"127.0.0.1:{port}" in status["last_failure"] or f"port={port}" in status["last_failure"]
     assert "127.0.0.1" in status["last_failure"] and "***27" not in status["last_failure"]
-    down = recorder.wait_event("keepalive.down")
-    assert down.fields["url"] == status["url"] and "127.0.0.1" in down.fields["error"]
+    down = recorder.wait_for("keepalive.down")
+    assert down["url"] == status["url"] and "127.0.0.1" in down["error"]
 
 
 def test_redact_text_scrubs_structure_not_every_digit() -> None:
@@ -252,7 +252,7 @@ def test_a_forked_child_does_not_share_the_parents_session(
 ) -> None:
     ping = KeepAlive(url=http_server.url, interval=3600)
     with make_supervisor(ping):
-        recorder.wait_event("keepalive.up")
+        recorder.wait_for("keepalive.up")
         parent = ping.session  # kept alive, so that its id cannot be reused
         read, write = os.pipe()
         pid = os.fork()

@@ -70,7 +70,7 @@ def test_a_failing_callback_is_counted_and_the_service_goes_on(make_supervisor, 
 
     monitor = MemoryMonitor(rss_limit_mb=1, interval=0.01, on_breach=broken)
     with make_supervisor(monitor):
-        recorder.wait_event("service.callback_failed")
+        recorder.wait_for("service.callback_failed")
         assert monitor.state is ServiceState.RUNNING
     assert monitor.callback_errors == 1 and monitor.status()["callback_errors"] == 1
 
@@ -106,11 +106,11 @@ def test_breach_reports_top_allocations_when_tracemalloc_traces(make_supervisor,
     try:
         monitor = MemoryMonitor(interval=0.01, rss_limit_mb=1, tracemalloc_top=3, gc_on_breach=True)
         with make_supervisor(monitor):
-            breach = recorder.wait_event("memory.breach")
-            recorder.wait_event("memory.gc")
+            breach = recorder.wait_for("memory.breach")
+            recorder.wait_for("memory.gc")
     finally:
         tracemalloc.stop()
-    assert len(breach.fields["top_allocations"]) == 3
+    assert len(breach["top_allocations"]) == 3
 
 
 def test_limits_are_validated() -> None:
