@@ -63,16 +63,14 @@ def test_failing_ticks_degrade_then_fail_and_recover(make_supervisor, recorder) 
     sup.start()
     assert sup.healthy
     flaky.broken.set()
-    event = recorder.wait_for(
-        lambda e: e.event == "service.health" and e.fields["health"] == "failing"
-    )
-    assert "failing ticks in a row" in " ".join(event.fields["reasons"])
-    assert event.fields["previous"] == "degraded"  # degraded first, after one failure
+    event = recorder.wait_for("service.health", health="failing")
+    assert "failing ticks in a row" in " ".join(event["reasons"])
+    assert event["previous"] == "degraded"  # degraded first, after one failure
     assert not sup.healthy
     report = sup.health()
     assert report["failing"] == ["flaky"] and report["services"]["flaky"]["health"] == "failing"
     flaky.broken.clear()
-    recorder.wait_for(lambda e: e.event == "service.health" and e.fields["health"] == "ok")
+    recorder.wait_for("service.health", health="ok")
     assert sup.healthy
 
 
@@ -97,20 +95,16 @@ def test_a_stalled_run_loop_is_failing_once_with_its_stack(make_supervisor, reco
     sup.start()
     assert sup.health()["services"]["looper"]["health"] == "ok"
     looper.beating.clear()
-    stalled = recorder.wait_event("service.stalled", "looper")
-    assert "_stuck_in_io" in stalled.fields["stack"]
-    health = recorder.wait_for(lambda e: e.event == "service.health" and e.service == "looper")
-    assert health.fields["health"] == "failing"
-    assert "no progress" in health.fields["reasons"][0]
+    stalled = recorder.wait_for("service.stalled", service="looper")
+    assert "_stuck_in_io" in stalled["stack"]
+    health = recorder.wait_for("service.health", service="looper")
+    assert health["health"] == "failing"
+    assert "no progress" in health["reasons"][0]
     assert not sup.healthy
     sup.health()  # asking again reports nothing new
     assert recorder.names("looper").count("service.stalled") == 1
     looper.beating.set()
-    recorder.wait_for(
-        lambda e: (
-            e.event == "service.health" and e.service == "looper" and e.fields["health"] == "ok"
-        )
-    )
+    recorder.wait_for("service.health", service="looper", health="ok")
     assert sup.healthy
 
 
@@ -128,14 +122,12 @@ def test_a_tick_past_its_timeout_is_reported_and_failing_until_it_ends(
     slow = Slow(name="slow", tick_timeout=0.1)
     sup = make_supervisor(slow)
     sup.start()
-    event = recorder.wait_event("service.tick_timeout", "slow")
-    assert "release.wait" in event.fields["stack"]
+    event = recorder.wait_for("service.tick_timeout", service="slow")
+    assert "release.wait" in event["stack"]
     assert sup.health()["services"]["slow"]["health"] == "failing"
     assert not sup.healthy
     release.set()
-    recorder.wait_for(
-        lambda e: e.event == "service.health" and e.service == "slow" and e.fields["health"] == "ok"
-    )
+    recorder.wait_for("service.health", service="slow", health="ok")
     assert recorder.names("slow").count("service.tick_timeout") == 1
 
 

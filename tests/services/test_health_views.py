@@ -18,13 +18,13 @@ def test_keep_alive_is_ready_after_its_first_up_and_failing_while_down(
     ping = KeepAlive(name="ping", url=http_server.url, interval=0.02, failure_threshold=2)
     sup = make_supervisor(ping)
     sup.start()
-    recorder.wait_event("keepalive.down", "ping")
+    recorder.wait_for("keepalive.down", service="ping")
     report = ping.health_report()
     assert report.verdict is Verdict.FAILING and "is down" in report.reasons[0]
     assert not report.ready and not sup.ready  # never UP yet
     assert sup.healthy  # daemon-safe: reported, not fatal
     http_server.status = 200
-    recorder.wait_event("keepalive.up", "ping")
+    recorder.wait_for("keepalive.up", service="ping")
     assert sup.wait_ready(5)
     assert ping.health_report().verdict is Verdict.OK
 
@@ -50,18 +50,18 @@ def test_cache_warmer_is_ready_after_its_first_load_and_degraded_when_stale(
     first.set()
     assert sup.wait_ready(5)
     event = recorder.wait_for(
-        lambda e: e.event == "service.health" and e.service == "warm"
-        and any("old (ttl" in r for r in e.fields["reasons"]),
+        "service.health", service="warm",
+        where=lambda e: any("old (ttl" in r for r in e["reasons"]),
         timeout=10,
     )  # fmt: skip
-    assert event.fields["health"] in ("degraded", "failing")  # failing once ticks fail thrice
+    assert event["health"] in ("degraded", "failing")  # failing once ticks fail thrice
 
 
 def test_memory_monitor_in_breach_is_degraded(make_supervisor, recorder) -> None:
     monitor = MemoryMonitor(name="mem", interval=0.02, rss_limit_mb=1)
     sup = make_supervisor(monitor)
     sup.start()
-    recorder.wait_event("memory.breach", "mem")
+    recorder.wait_for("memory.breach", service="mem")
     report = monitor.health_report()
     assert report.verdict is Verdict.DEGRADED and "breached" in report.reasons[0]
 

@@ -37,8 +37,8 @@ def test_the_page_escapes_every_string_and_secrets_stay_redacted(make_supervisor
                      timeout=0.2)  # fmt: skip
     sup = make_supervisor(Broken(name=HOSTILE), ping)
     sup.start()
-    recorder.wait_event("keepalive.down", "ping")
-    recorder.wait_for(lambda e: e.event == "service.health" and e.service == HOSTILE)
+    recorder.wait_for("keepalive.down", service="ping")
+    recorder.wait_for("service.health", service=HOSTILE)
     page = _endpoints.page(sup).body.decode()
     assert "<script>" not in page and "<img" not in page
     assert "&lt;script&gt;alert(&#x27;name&#x27;)&lt;/script&gt;" in page
