@@ -666,8 +666,10 @@ class Supervisor:
 
         while True:
             with self._changed:
-                timeout = None if due is None else max(0.0, due - clock.monotonic())
-                clock.wait_for(self._changed, woken, timeout)
+                if due is None:  # nothing due in time: only a change wakes it, whatever clock
+                    self._changed.wait_for(woken)
+                else:
+                    clock.wait_for(self._changed, woken, max(0.0, due - clock.monotonic()))
                 if self._watch_generation != generation:
                     return
                 dirty, self._dirty = self._dirty, set()
