@@ -771,48 +771,29 @@ class Supervisor:
         return report
 
     def _stop_group(self, services: list[Service], deadline: float, final: float) -> None:
-        """Stop *services* concurrently, each only after every service that requires it
-        has stopped; daemon-safe ones with nothing depending on them are asked at once.
+        """Stop *services* in waves: a service is asked once every service that requires it
+        has stopped; within a wave, all at once (no ``requires``: one wave, like setting
+        every stop event and then joining every thread).
 
         Critical services are waited for until *deadline*; past it, whatever was not asked
         yet is asked at once with one event for all. Then everyone gets the daemon grace,
         never past *final*.
         """
-        dependents = {
-            s.name: [o for o in services if s.name in o.requires and o is not s] for s in services
-        }
-        asked: list[Service] = []
-        grace_end: float | None = None
-
-        def done(service: Service) -> bool:
-            return not service._running_elsewhere
-
-        while True:
-            for service in services:
-                if service not in asked and all(done(d) for d in dependents[service.name]):
-                    asked.append(service)
-                    service._request_stop()
-            finished = sum(map(done, asked))  # before looking: an exit after it wakes the wait
-            if len(asked) == len(services) and all(done(s) for s in services):
+        asked = 0
+        waves = _stop_waves(services)
+        for index, wave in enumerate(waves):
+            for service in wave:
+                service._request_stop()
+            asked += len(wave)
+            last_wave = index == len(waves) - 1
+            if not self._wait_wave(wave, deadline, critical_only=last_wave):
                 break
-            now = time.monotonic()
-            if any(not s.daemon and not done(s) for s in services):
-                limit = deadline
-            else:
-                if grace_end is None:
-                    grace_end = min(now + self.daemon_grace, final)
-                limit = grace_end
-            if now >= limit:
-                break
-            with self._changed:
-                self._changed.wait_for(_progressed(asked, done, finished), limit - now)
-        rest = [s for s in services if s not in asked]
+        rest = [s for wave in waves for s in wave][asked:]
         if rest:  # past the deadline: ask the rest at once, with one event for all
             self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
             for other in rest:
                 other._request_stop(quiet=True)
-        if grace_end is None:
-            grace_end = min(time.monotonic() + self.daemon_grace, final)
+        grace_end = min(time.monotonic() + self.daemon_grace, final)
         for service in services:
             service._wait_exited(grace_end - time.monotonic())
         me = threading.current_thread()
@@ -820,6 +801,19 @@ class Supervisor:
             thread = service.thread
             if service._exited and thread is not None and thread.ident and thread is not me:
                 thread.join(max(0.0, grace_end - time.monotonic()))
+
+    @staticmethod
+    def _wait_wave(wave: list[Service], deadline: float, *, critical_only: bool) -> bool:
+        """Wait for a wave to end (only its critical services in the last wave: the others
+        get the grace); False once the deadline has passed with one still running."""
+        for service in wave:
+            if critical_only and service.daemon:
+                continue
+            if not service._wait_exited(deadline - time.monotonic()) and (
+                service._running_elsewhere
+            ):
+                return False
+        return True
 
     def _report_late(self, services: list[Service]) -> list[Service]:
         """Services still running elsewhere, logged: the first few one by one with their
@@ -925,6 +919,8 @@ class Supervisor:
     # -- service callbacks (in service threads) ---------------------------------------------
 
     def _service_changed(self, service: Service) -> None:
+        if self._phase is Phase.STOPPING:
+            return  # the watchdog has ended, and the stop waits on the services themselves
         with self._changed:
             self._dirty.add(service.name)
             self._changed.notify_all()
@@ -1080,11 +1076,25 @@ def _is_ready(service: Service) -> bool:
         return False
 
 
-def _progressed(
-    asked: list[Service], done: Callable[[Service], bool], finished: int
-) -> Callable[[], bool]:
-    """A predicate: more of *asked* are done than the *finished* seen before."""
-    return lambda: sum(map(done, asked)) != finished
+def _stop_waves(services: list[Service]) -> list[list[Service]]:
+    """*services* (newest first) in stop waves: each after every service requiring it."""
+    names = {s.name for s in services}
+    dependents = dict.fromkeys(names, 0)
+    for service in services:
+        for required in service.requires:
+            if required in names and required != service.name:
+                dependents[required] += 1
+    waves, todo = [], list(services)
+    while todo:
+        wave = [s for s in todo if not dependents[s.name]] or todo  # a cycle: all at once
+        for service in wave:
+            for required in service.requires:
+                if required in dependents:
+                    dependents[required] -= 1
+        waves.append(wave)
+        chosen = {id(s) for s in wave}
+        todo = [s for s in todo if id(s) not in chosen]
+    return waves
 
 
 def _up_and_ready(service: Service) -> bool:
