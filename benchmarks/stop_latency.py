@@ -156,8 +156,8 @@ def run(quick: bool = False) -> list[Result]:
             },
             ratio=loop / ours,
             target="< 100 ms; >= 10x faster than the sleep loop (ratio vs the sleep loop)",
-            note="APScheduler wins: it has one scheduler thread to wake, ours stops 200 threads "
-            "one by one in reverse order",
+            note="APScheduler wins: it has one scheduler thread to wake, ours wakes and joins "
+            "200 threads (at once, unless requires orders them)",
         ),
     ]
 
