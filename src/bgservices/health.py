@@ -95,38 +95,24 @@ def evaluate(service: Service) -> ServiceHealth:
     """Judge *service* now, from its state, progress, errors and its own ``check_health()``."""
     now = service._clock.monotonic()
     state = service.state
-    verdicts: list[Verdict] = []
-    reasons: list[str] = []
-
-    def add(verdict: Verdict, reason: str) -> None:
-        verdicts.append(verdict)
-        reasons.append(reason)
-
-    if state is ServiceState.FAILED:
-        error = service.last_error
-        add(Verdict.FAILING, "failed" + (f": {error['message']}" if error else ""))
-    elif state is ServiceState.BACKOFF:
-        add(Verdict.DEGRADED, f"restarting after a crash (restarts: {service.restarts})")
+    running = state is ServiceState.RUNNING
+    found = _state_findings(service)
     beat = service._heartbeat_at
     age = None if beat is None else max(0.0, now - beat)
-    stalled = overrun = False
-    running = state is ServiceState.RUNNING
     stall = service.stall_after
-    if running and stall is not None and age is not None and age > stall:
-        stalled = True
-        add(Verdict.FAILING, f"no progress for {age:.1f}s (stall_after={stall:g}s)")
-    for verdict, reason, is_overrun in service._progress_health(now) if running else ():
-        add(verdict, reason)
-        overrun = overrun or is_overrun
+    stalled = running and stall is not None and age is not None and age > stall
+    if stalled:
+        found.append((Verdict.FAILING, f"no progress for {age:.1f}s (stall_after={stall:g}s)"))
+    overrun = False
     if running:
-        own = _own_view(service)
-        if own.verdict is not Verdict.OK or own.reasons:
-            verdicts.append(own.verdict)
-            reasons.extend(own.reasons or (f"check_health: {own.verdict.value}",))
+        for verdict, reason, is_overrun in service._progress_health(now):
+            found.append((verdict, reason))
+            overrun = overrun or is_overrun
+        found += _own_findings(service)
     return ServiceHealth(
         name=service.name,
-        verdict=worst(*verdicts),
-        reasons=tuple(reasons),
+        verdict=worst(*(verdict for verdict, _ in found)),
+        reasons=tuple(reason for _, reason in found),
         # a standby (its lease held by another instance) is ready: it does its part by waiting
         ready=(running and _ready(service)) or state is ServiceState.STANDBY,
         critical=not service.daemon,
@@ -135,6 +121,25 @@ def evaluate(service: Service) -> ServiceHealth:
         stalled=stalled,
         overrun=overrun,
     )
+
+
+def _state_findings(service: Service) -> list[tuple[Verdict, str]]:
+    """FAILED is failing; BACKOFF (restarting after a crash) is degraded."""
+    if service.state is ServiceState.FAILED:
+        error = service.last_error
+        return [(Verdict.FAILING, "failed" + (f": {error['message']}" if error else ""))]
+    if service.state is ServiceState.BACKOFF:
+        return [(Verdict.DEGRADED, f"restarting after a crash (restarts: {service.restarts})")]
+    return []
+
+
+def _own_findings(service: Service) -> list[tuple[Verdict, str]]:
+    """What the service's own ``check_health()`` says, if anything but a bare OK."""
+    own = _own_view(service)
+    if own.verdict is Verdict.OK and not own.reasons:
+        return []
+    reasons = own.reasons or (f"check_health: {own.verdict.value}",)
+    return [(own.verdict, reason) for reason in reasons]
 
 
 def deadline(service: Service) -> float | None:

@@ -493,31 +493,19 @@ class Supervisor:
         with self._lock:
             if self._phase in (Phase.STARTING, Phase.RUNNING):
                 return self
-            if self._phase is Phase.STOPPING:
-                raise RuntimeError("cannot start: the supervisor is stopping")
-            problems = _deps.problems({s.name: s.requires for s in self._services.values()})
-            if problems:  # a required service was never added
-                raise ConfigError(problems)
-            self._phase = Phase.STARTING
-            self._report = None
-            self._failure_shutdown = False
-            if not self._in_run:  # run() cleared it before its signal handlers went in
-                self._wake = False
-            services = list(self._services.values())
-            order = _deps.start_order({s.name: s.requires for s in services})
-            self._start_watchdog()
+            services, order = self._begin_start()
         if self.stop_at_exit:
             _exit.track(self)
         began = time.monotonic()
         self._emit("supervisor.starting", "debug", services=[s.name for s in services])
         by_name = {s.name: s for s in services}
         for service in (by_name[n] for n in order):
-            if self._wake or self._phase is not Phase.STARTING:
+            if self._wake or not self._starting():
                 break  # a stop (a signal, request_stop, a failure) arrived while starting
             if self._await_requirements(service) and self._launch(service):
                 self._wait_setup(service)
         with self._lock:
-            if self._phase is Phase.STARTING:
+            if self._starting():
                 self._phase = Phase.RUNNING
                 self._changed.notify_all()
         self._emit(
@@ -526,6 +514,28 @@ class Supervisor:
             elapsed=round(time.monotonic() - began, 4),
         )
         return self
+
+    def _starting(self) -> bool:
+        return self._phase is Phase.STARTING  # read anew: other threads change it
+
+    def _begin_start(self) -> tuple[list[Service], list[str]]:
+        """IDLE or STOPPED -> STARTING (the caller holds _lock): the services, in start order.
+
+        ``RuntimeError`` while stopping; ``ConfigError`` if a required service was never added.
+        """
+        if self._phase is Phase.STOPPING:
+            raise RuntimeError("cannot start: the supervisor is stopping")
+        requires = {s.name: s.requires for s in self._services.values()}
+        problems = _deps.problems(requires)
+        if problems:
+            raise ConfigError(problems)
+        self._phase = Phase.STARTING
+        self._report = None
+        self._failure_shutdown = False
+        if not self._in_run:  # run() cleared it before its signal handlers went in
+            self._wake = False
+        self._start_watchdog()
+        return list(self._services.values()), _deps.start_order(requires)
 
     def _launch(self, service: Service) -> bool:
         """Start *service*'s thread if the supervisor is starting or running; True if started.
@@ -1078,23 +1088,26 @@ def _is_ready(service: Service) -> bool:
 
 def _stop_waves(services: list[Service]) -> list[list[Service]]:
     """*services* (newest first) in stop waves: each after every service requiring it."""
-    names = {s.name for s in services}
-    dependents = dict.fromkeys(names, 0)
-    for service in services:
-        for required in service.requires:
-            if required in names and required != service.name:
-                dependents[required] += 1
+    dependents = _dependents(services)
     waves, todo = [], list(services)
     while todo:
         wave = [s for s in todo if not dependents[s.name]] or todo  # a cycle: all at once
         for service in wave:
             for required in service.requires:
-                if required in dependents:
-                    dependents[required] -= 1
+                dependents[required] = dependents.get(required, 1) - 1
         waves.append(wave)
         chosen = {id(s) for s in wave}
         todo = [s for s in todo if id(s) not in chosen]
     return waves
+
+
+def _dependents(services: list[Service]) -> dict[str, int]:
+    """For each of *services*, how many of the others require it."""
+    counts = {s.name: 0 for s in services}
+    for service in services:
+        for required in set(service.requires) & counts.keys() - {service.name}:
+            counts[required] += 1
+    return counts
 
 
 def _up_and_ready(service: Service) -> bool:

@@ -209,27 +209,9 @@ class Renderer:
         if isinstance(message, Unrenderable):
             return self._placeholder(record, message.error)
         if isinstance(message, dict):  # a structlog event dict, already through its processors
-            fields = dict(message)
-            event: dict[str, Any] = {
-                "timestamp": fields.pop("timestamp", None) or iso_utc(record.created),
-                "level": fields.pop("level", None) or record.levelname.lower(),
-                "logger": fields.pop("logger", None) or record.name,
-                "event": fields.pop("event", None),
-            }
-            exc_text = _format_exc(fields.pop("exc_info", None))
+            event, fields, exc_text = _from_structlog(record, message)
         else:
-            event = {
-                "timestamp": iso_utc(record.created),
-                "level": _LEVELS.get(record.levelname) or record.levelname.lower(),
-                "logger": record.name,
-                "event": message,
-            }
-            fields = {}
-            if attrs is not None:
-                if isinstance(attrs.get("event"), str):
-                    event["event"] = attrs["event"]
-                fields = {k: v for k, v in attrs.items() if k not in _NOT_FIELDS}
-            exc_text = record.exc_text or _format_exc(record.exc_info)
+            event, fields, exc_text = _from_stdlib(record, message, attrs)
         for key, value in fields.items():
             event[f"{key}_" if key in _CORE else key] = value
         if exc_text:
@@ -249,3 +231,35 @@ class Renderer:
             "error": safe_repr(error),
             "msg": safe_repr(getattr(record, "msg", None)),
         }
+
+
+def _from_structlog(
+    record: logging.LogRecord, message: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(core keys, fields, exception text) of a structlog event dict."""
+    fields = dict(message)
+    event: dict[str, Any] = {
+        "timestamp": fields.pop("timestamp", None) or iso_utc(record.created),
+        "level": fields.pop("level", None) or record.levelname.lower(),
+        "logger": fields.pop("logger", None) or record.name,
+        "event": fields.pop("event", None),
+    }
+    return event, fields, _format_exc(fields.pop("exc_info", None))
+
+
+def _from_stdlib(
+    record: logging.LogRecord, message: Any, attrs: dict[str, Any] | None
+) -> tuple[dict[str, Any], dict[str, Any], str | None]:
+    """(core keys, fields, exception text) of a stdlib record and its extra attributes."""
+    event: dict[str, Any] = {
+        "timestamp": iso_utc(record.created),
+        "level": _LEVELS.get(record.levelname) or record.levelname.lower(),
+        "logger": record.name,
+        "event": message,
+    }
+    fields: dict[str, Any] = {}
+    if attrs is not None:
+        if isinstance(attrs.get("event"), str):
+            event["event"] = attrs["event"]
+        fields = {k: v for k, v in attrs.items() if k not in _NOT_FIELDS}
+    return event, fields, record.exc_text or _format_exc(record.exc_info)
