@@ -108,6 +108,7 @@ def evaluate(service: Service) -> ServiceHealth:
         for verdict, reason, is_overrun in service._progress_health(now):
             found.append((verdict, reason))
             overrun = overrun or is_overrun
+    if running or state is ServiceState.STANDBY:  # a follower has a view of its own too
         found += _own_findings(service)
     return ServiceHealth(
         name=service.name,
@@ -130,6 +131,9 @@ def _state_findings(service: Service) -> list[tuple[Verdict, str]]:
         return [(Verdict.FAILING, "failed" + (f": {error['message']}" if error else ""))]
     if service.state is ServiceState.BACKOFF:
         return [(Verdict.DEGRADED, f"restarting after a crash (restarts: {service.restarts})")]
+    runner = getattr(service, "_lease_runner", None) if service.lease is not None else None
+    if runner is not None and not runner._reachable:
+        return [(Verdict.DEGRADED, "lease store unreachable: cannot acquire or renew")]
     return []
 
 

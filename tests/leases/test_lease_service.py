@@ -212,8 +212,7 @@ def test_redis_killed_the_holder_steps_down_then_one_holds_again(
     ttl = 1.0
     lease = {"url": redis_server.url, "key": "job", "ttl": ttl, "retry_interval": 0.2}
     workers = [Worker(name=f"w{i}", lease=lease) for i in range(2)]
-    for worker in workers:
-        make_supervisor(worker).start()
+    sups = {worker.name: make_supervisor(worker).start() for worker in workers}
     holder = next(w for w in workers if w.state is ServiceState.RUNNING)
     assert sum(w.state is ServiceState.STANDBY for w in workers) == 1
     time.sleep(0.5)  # a renewal or so
@@ -227,6 +226,8 @@ def test_redis_killed_the_holder_steps_down_then_one_holds_again(
     assert stepped_down < ttl  # the lease it held cannot have expired before it stepped down
     assert all(w.state is ServiceState.STANDBY for w in workers)
     assert holder.status()["lease"]["reachable"] is False
+    health = sups[holder.name].health()["services"][holder.name]
+    assert health["health"] == "degraded" and "lease store unreachable" in health["reasons"][0]
     redis_server.start()
     assert _until(lambda: any(w.lease is not None and w.lease.held for w in workers))
     time.sleep(0.3)  # a few retry intervals: a second holder would show by now

@@ -100,8 +100,7 @@ def test_a_leased_warmer_loads_once_and_a_follower_reads_its_values(
         )
         for name in ("one", "two")
     ]  # fmt: skip
-    for warmer in warmers:
-        make_supervisor(warmer).start()
+    sups = {warmer.name: make_supervisor(warmer).start() for warmer in warmers}
     follower = next(w for w in warmers if w.state is ServiceState.STANDBY)
     assert follower.wait_ready(timeout=10)  # the leader's warm-up counts
     assert follower.cache.get("answer") == 42
@@ -109,6 +108,12 @@ def test_a_leased_warmer_loads_once_and_a_follower_reads_its_values(
     with lock:
         assert set(loads) == {next(w.name for w in warmers if w is not follower)}
     assert follower.runs == 0
+    redis_server.kill()  # the follower serves its last values, and says it is degraded
+    time.sleep(0.1)  # past near_ttl: the next read goes to Redis, which is gone
+    assert follower.cache.get("answer") == 42
+    health = sups[follower.name].health()["services"][follower.name]
+    assert health["health"] == "degraded", health
+    assert any("shared cache unreachable" in reason for reason in health["reasons"])
     for warmer in warmers:
         assert isinstance(warmer.cache, RedisCache)
         warmer.cache.close()

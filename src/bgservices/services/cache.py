@@ -187,7 +187,10 @@ class CacheWarmer(PeriodicService):
         return run, min(run, self.fetch_timeout if self.fetch_timeout is not None else run)
 
     def check_health(self) -> HealthCheck | None:
-        """Degraded while the cached data is older than its TTL (refreshes keep failing)."""
+        """Degraded while the cached data is older than its TTL (refreshes keep failing), or
+        while a shared backend (``RedisCache``) cannot be reached and serves its last values."""
+        if getattr(self.cache, "degraded", False):
+            return HealthCheck.degraded("shared cache unreachable: serving the last values read")
         ttl = self.ttl or 3 * self.interval
         loaded = self.last_success_at
         if loaded is not None and time.time() - loaded > ttl:
