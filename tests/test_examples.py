@@ -196,7 +196,7 @@ def test_gunicorn_runs_services_per_worker_and_tears_them_down_on_sigterm(
 def test_uvicorn_logs_bgservices_events_with_its_own(unused_port: int) -> None:
     pytest.importorskip("uvicorn", reason="uvicorn is not installed (pip install uvicorn)")
     # The README's command, from examples/embedding
-    app = App([command("uvicorn"), "fastapi_app:app", "--log-config", "uvicorn_logging.json",
+    app = App([command("uvicorn"), "fastapi_app:app", "--log-config", "uvicorn_logging.ini",
                "--port", str(unused_port)], cwd=EMBEDDING)  # fmt: skip
     app.wait_line("Uvicorn running on", stderr=True, timeout=30)
     assert json.loads(get(f"http://127.0.0.1:{unused_port}/price/apple"))["price"] == 1.2
@@ -234,7 +234,7 @@ def test_fastapi_async_services_under_uvicorn_with_sigterm(unused_port: int) -> 
         env = user_env(
             PRICES_URL=f"http://127.0.0.1:{upstream.server_address[1]}/prices", PRICES_EVERY="0.2"
         )
-        app = App([command("uvicorn"), "fastapi_async:app", "--log-config", "uvicorn_logging.json",
+        app = App([command("uvicorn"), "fastapi_async:app", "--log-config", "uvicorn_logging.ini",
                    "--port", str(unused_port)], env=env, cwd=EMBEDDING)  # fmt: skip
         app.wait_line("prices.warm", stderr=True, timeout=30)
         app.wait_line("Uvicorn running on", stderr=True, timeout=30)

@@ -1,7 +1,7 @@
 """FastAPI: start the supervisor in the lifespan, stop it when the app shuts down.
 
 Run it from this folder (needs fastapi and uvicorn):
-``uvicorn fastapi_app:app --log-config uvicorn_logging.json``. That file is uvicorn's own
+``uvicorn fastapi_app:app --log-config uvicorn_logging.ini``. That file is uvicorn's own
 default log configuration plus a ``root`` logger on uvicorn's handler, so bgservices' events
 (and your application's) are printed beside uvicorn's, in its format.
 

@@ -1,7 +1,7 @@
 """FastAPI with async services: ``async with sup`` in the lifespan, no thread hand-offs.
 
 Run it from this folder (needs fastapi, uvicorn and httpx):
-``uvicorn fastapi_async:app --log-config uvicorn_logging.json``.
+``uvicorn fastapi_async:app --log-config uvicorn_logging.ini``.
 
 ``PriceWarmer`` is an ``AsyncPeriodicService``: it fetches ``PRICES_URL`` with one
 ``httpx.AsyncClient`` every ``PRICES_EVERY`` seconds, as a task on uvicorn's own event loop.
