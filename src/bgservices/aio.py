@@ -94,6 +94,19 @@ def _refuse_sync_hooks(cls: type[AsyncService]) -> None:
 _ARMED = object()  # what _arm_thread returns: the task is placed by _begin_thread
 
 
+class _Cond(threading.Condition):
+    """An async service's Condition: a notify with nobody waiting costs nothing.
+
+    A stop notifies each service several times, and a thousand async services are almost
+    never waited on one by one (the stop waits for its whole place: ``Place.wait_exits``);
+    ``threading.Condition.notify`` costs a lock test and a deque copy even for nobody.
+    """
+
+    def notify_all(self) -> None:
+        if self._waiters:  # type: ignore[attr-defined]  # CPython's list of waiting threads
+            super().notify_all()
+
+
 class AsyncService(Service):
     """A service whose hooks are coroutines, run as one task on an event loop.
 
@@ -136,6 +149,7 @@ class AsyncService(Service):
         self._hook_task: asyncio.Future[None] | None = None
         self._cancelled = False
         super()._configure(options)
+        self._cond = _Cond(threading.Lock())
 
     def _new_run(self) -> None:
         self.loop_blocked = 0
@@ -226,7 +240,7 @@ class AsyncService(Service):
         try:
             if place is None:
                 raise RuntimeError("not placed")
-            place.post(self._stop_in_loop, run_hook)
+            place.post_batched(self._stop_in_loop, run_hook)
         except RuntimeError:  # its loop is closed: nothing of it can run any more
             with self._cond:
                 self._stop_hook_done = True
@@ -235,9 +249,12 @@ class AsyncService(Service):
     def _wait_exited(self, timeout: float | None) -> bool:
         """Wait for the task to end; past *timeout* a stopping task is cancelled and given
         a short moment (shared by all of its loop's cancellations) to unwind."""
+        if self._exited:  # most of a stop's calls: its task ended while others were asked
+            return True
         place = self._place
         if place is None or place.thread is threading.current_thread():
             return self._exited  # on its own loop: waiting would stall what it waits for
+        place.flush()  # the stops asked in a burst: run them now
         with self._cond:
             wait = None if timeout is None else max(0.0, timeout)
             if self._cond.wait_for(lambda: self._exited, wait):
@@ -281,6 +298,7 @@ class AsyncService(Service):
     def _reset_after_fork(self) -> None:
         self._task, self._place, self._waiters, self._hook_task = None, None, [], None
         super()._reset_after_fork()
+        self._cond = _Cond(threading.Lock())
 
     def _loop_gone(self) -> None:
         """Its loop was closed under it (never run to the task's end): it ended there."""
@@ -375,12 +393,14 @@ class AsyncService(Service):
             self._record_error(exc)
             self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="internal")
         finally:
+            place = self._place
             with self._cond:
                 if self._state.active:
                     self._move(_S.FAILED)
                 self._setup_ended = self._exited = True
+                if place is not None and not place.owns_thread:
+                    self._thread = None  # the caller's: a stop must not join what awaits it
                 self._cond.notify_all()
-            place = self._place
             if place is not None:
                 place.leave()
             owner = self._owner
@@ -409,7 +429,8 @@ class AsyncService(Service):
     async def _acycle(self) -> tuple[_Outcome, BaseException | None, float]:
         """``Service._cycle``, awaiting the hooks."""
         try:
-            await self.setup()
+            if type(self).setup is not AsyncService.setup:  # the default: no coroutine to make
+                await self.setup()
         except BaseException as exc:
             if self._is_cancellation(exc):
                 self._setup_done()
@@ -433,7 +454,8 @@ class AsyncService(Service):
                 if not self._is_cancellation(exc):
                     raise
         try:
-            await self.teardown()
+            if type(self).teardown is not AsyncService.teardown:
+                await self.teardown()
         except BaseException as exc:
             self._is_cancellation(exc)
             self._teardown_failed(exc)

@@ -1104,9 +1104,10 @@ def _stop_waves(services: list[Service]) -> list[list[Service]]:
 def _dependents(services: list[Service]) -> dict[str, int]:
     """For each of *services*, how many of the others require it."""
     counts = {s.name: 0 for s in services}
-    for service in services:
-        for required in set(service.requires) & counts.keys() - {service.name}:
-            counts[required] += 1
+    for service in services:  # linear: a thousand services without requires cost ~nothing
+        for required in set(service.requires):
+            if required != service.name and required in counts:
+                counts[required] += 1
     return counts
 
 
