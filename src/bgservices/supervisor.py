@@ -216,9 +216,10 @@ class Supervisor:
     def _init_runtime(self) -> None:
         # _lock guards _phase, _services, _launching, _listeners (writes), _report, _stopper,
         # _wake and _in_run; _changed (on the same lock) wakes whoever waits for a phase or a
-        # service.
+        # service; _watch_wake (the same lock again) wakes the watchdog alone.
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
+        self._watch_wake = threading.Condition(self._lock)
         self._launching: set[str] = set()  # services between their launch's two locked steps
         self._phase = Phase.IDLE
         self._report: StopReport | None = None
@@ -234,6 +235,7 @@ class Supervisor:
         self._dirty: set[str] = set()
         self._watch_generation = 0
         self._watchdog: threading.Thread | None = None
+        self._watching = False  # the watchdog is judging (it may emit): a stop waits for it
         self._health_lock = threading.Lock()
         self._verdicts: dict[str, Verdict] = {}
         self._overruns_reported: dict[str, float] = {}
@@ -508,6 +510,7 @@ class Supervisor:
             if self._starting():
                 self._phase = Phase.RUNNING
                 self._changed.notify_all()
+            self._watch_wake.notify()  # it judges what changed while starting
         self._emit(
             "supervisor.started",
             services=len(services),
@@ -640,8 +643,10 @@ class Supervisor:
 
     def _start_watchdog(self) -> None:
         """One daemon thread (the caller holds ``_lock``) that reports health changes as
-        ``service.health`` events. It sleeps on ``_changed`` until a service changes or the
-        earliest stall or tick deadline passes, so it costs nothing while all is quiet."""
+        ``service.health`` events. It sleeps on ``_watch_wake`` until a service changes or the
+        earliest stall or tick deadline passes, so it costs nothing while all is quiet. While
+        the supervisor starts, only a service that ended wakes it: the others' steps are
+        judged together once start() returns, not one wake-up (and GIL hand-over) each."""
         self._watch_generation += 1
         self._dirty = {s.name for s in self._services.values()}
         thread = threading.Thread(
@@ -653,13 +658,15 @@ class Supervisor:
             self._watchdog = thread
 
     def _stop_watchdog(self) -> None:
-        with self._changed:
+        with self._watch_wake:
             self._watch_generation += 1
-            self._changed.notify_all()
+            self._watch_wake.notify()
 
     def _join_watchdog(self, deadline: float) -> None:
-        """Let the ended watchdog finish the check it may be in, within the stop's deadline."""
-        watchdog = self._watchdog
+        """Let the ended watchdog finish the check it is in, within the stop's deadline; one
+        that was asleep ends without a word, so it is not waited for."""
+        with self._lock:
+            watchdog = self._watchdog if self._watching else None
         if watchdog is not None and watchdog is not threading.current_thread():
             watchdog.join(max(0.1, deadline - time.monotonic()))
 
@@ -675,16 +682,21 @@ class Supervisor:
             )
 
         while True:
-            with self._changed:
+            with self._watch_wake:
                 if due is None:  # nothing due in time: only a change wakes it, whatever clock
-                    self._changed.wait_for(woken)
+                    self._watch_wake.wait_for(woken)
                 else:
-                    clock.wait_for(self._changed, woken, max(0.0, due - clock.monotonic()))
+                    clock.wait_for(self._watch_wake, woken, max(0.0, due - clock.monotonic()))
                 if self._watch_generation != generation:
                     return
                 dirty, self._dirty = self._dirty, set()
                 services = list(self._services.values())
-            due = self._watch_round(services, dirty)
+                self._watching = True
+            try:
+                due = self._watch_round(services, dirty)
+            finally:
+                with self._lock:
+                    self._watching = False
 
     def _watch_round(self, services: list[Service], dirty: set[str]) -> float | None:
         """Judge the changed services and those whose deadline passed; the next deadline."""
@@ -733,7 +745,7 @@ class Supervisor:
             self._phase = Phase.STOPPING
             self._stopper = me
             self._wake = True
-            self._watch_generation += 1  # the watchdog ends: health no longer matters
+            self._stop_watchdog()  # health no longer matters
             self._stop_deadline = time.monotonic() + timeout + self.daemon_grace
             self._changed.notify_all()
             services = list(self._services.values())
@@ -934,11 +946,16 @@ class Supervisor:
         with self._changed:
             self._dirty.add(service.name)
             self._changed.notify_all()
+            if self._phase is not Phase.STARTING:
+                self._watch_wake.notify()
 
     def _service_ended(self, service: Service) -> None:
+        if self._phase is Phase.STOPPING:
+            return  # the stop waits on the service itself; other waiters wait for the phase
         with self._changed:
             self._dirty.add(service.name)
             self._changed.notify_all()
+            self._watch_wake.notify()
             phase = self._phase
         if phase is Phase.STOPPED:
             if not any(not s.daemon and not s._exited for s in self):
