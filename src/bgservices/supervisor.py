@@ -250,12 +250,13 @@ class Supervisor:
         with self._lock:
             if service.name in self._services:
                 raise ValueError(f"a service named {service.name!r} is already supervised")
-            graph = {s.name: s.requires for s in self._services.values()}
-            graph[service.name] = service.requires
-            launching = self._phase in (Phase.STARTING, Phase.RUNNING)
-            problems = _deps.problems(graph, unknown=launching)
-            if problems:
-                raise ConfigError(problems)
+            if service.requires:  # with none, it can close no cycle and name no unknown
+                graph = {s.name: s.requires for s in self._services.values()}
+                graph[service.name] = service.requires
+                launching = self._phase in (Phase.STARTING, Phase.RUNNING)
+                problems = _deps.problems(graph, unknown=launching)
+                if problems:
+                    raise ConfigError(problems)
             service._claim(self)
             self._services[service.name] = service
         if self._await_requirements(service):
