@@ -220,7 +220,8 @@ class Supervisor:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._watch_wake = threading.Condition(self._lock)
-        self._launching: set[str] = set()  # services between their launch's two locked steps
+        # services between their launch's two locked steps, and the thread launching each
+        self._launching: dict[str, threading.Thread] = {}
         self._phase = Phase.IDLE
         self._report: StopReport | None = None
         self._stopper: threading.Thread | None = None  # the thread doing the current stop
@@ -235,7 +236,6 @@ class Supervisor:
         self._dirty: set[str] = set()
         self._watch_generation = 0
         self._watchdog: threading.Thread | None = None
-        self._watching = False  # the watchdog is judging (it may emit): a stop waits for it
         self._health_lock = threading.Lock()
         self._verdicts: dict[str, Verdict] = {}
         self._overruns_reported: dict[str, float] = {}
@@ -545,14 +545,21 @@ class Supervisor:
         """Start *service*'s thread if the supervisor is starting or running; True if started.
 
         Two locked steps around ``init_state()`` (user code, never run under the lock); a
-        service is in ``_launching`` between them, so that concurrent launches make one.
+        service is in ``_launching`` between them, so that concurrent launches make one: a
+        second launcher waits for the first to finish (it may be launching the run a restart
+        has just stopped), then launches only if the service is not running.
         """
-        with self._lock:
+        me = threading.current_thread()
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._launching.get(service.name) in (None, me)
+                or not self._may_launch(service)
+            )
             if not self._may_launch(service) or service.name in self._launching:
-                return False
+                return False  # a stop began, or this thread is inside that launch's init_state()
             if service.state.active or not service._exited:
                 return False  # already launched (by add() or restart() while starting)
-            self._launching.add(service.name)
+            self._launching[service.name] = me
         try:
             try:
                 service._prepare_launch(self.backoff, self.clock)
@@ -569,8 +576,9 @@ class Supervisor:
                     with stack_size(self.thread_stack_size):
                         error = service._begin_thread(armed)
         finally:
-            with self._lock:
-                self._launching.discard(service.name)
+            with self._changed:
+                del self._launching[service.name]
+                self._changed.notify_all()
         if error is not None:
             service._launch_failed(error)
             return False
@@ -649,7 +657,7 @@ class Supervisor:
         the supervisor starts, only a service that ended wakes it: the others' steps are
         judged together once start() returns, not one wake-up (and GIL hand-over) each."""
         self._watch_generation += 1
-        self._dirty = {s.name for s in self._services.values()}
+        self._dirty = set()  # each service launched is judged once it changes
         thread = threading.Thread(
             target=self._watch, args=(self._watch_generation,), name="bgservices:watchdog",
             daemon=True,
@@ -664,10 +672,9 @@ class Supervisor:
             self._watch_wake.notify()
 
     def _join_watchdog(self, deadline: float) -> None:
-        """Let the ended watchdog finish the check it is in, within the stop's deadline; one
-        that was asleep ends without a word, so it is not waited for."""
-        with self._lock:
-            watchdog = self._watchdog if self._watching else None
+        """Let the ended watchdog finish the check it may be in, within the stop's deadline:
+        stop() leaves no thread of its own behind."""
+        watchdog = self._watchdog
         if watchdog is not None and watchdog is not threading.current_thread():
             watchdog.join(max(0.1, deadline - time.monotonic()))
 
@@ -692,12 +699,7 @@ class Supervisor:
                     return
                 dirty, self._dirty = self._dirty, set()
                 services = list(self._services.values())
-                self._watching = True
-            try:
-                due = self._watch_round(services, dirty)
-            finally:
-                with self._lock:
-                    self._watching = False
+            due = self._watch_round(services, dirty)
 
     def _watch_round(self, services: list[Service], dirty: set[str]) -> float | None:
         """Judge the changed services and those whose deadline passed; the next deadline."""
