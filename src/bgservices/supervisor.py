@@ -552,8 +552,9 @@ class Supervisor:
         me = threading.current_thread()
         with self._changed:
             self._changed.wait_for(
-                lambda: self._launching.get(service.name) in (None, me)
-                or not self._may_launch(service)
+                lambda: (
+                    self._launching.get(service.name) in (None, me) or not self._may_launch(service)
+                )
             )
             if not self._may_launch(service) or service.name in self._launching:
                 return False  # a stop began, or this thread is inside that launch's init_state()
