@@ -124,6 +124,26 @@ def test_thread_and_async_services_share_one_clock_in_deadline_order() -> None:
     assert [at for at, who in log if who == "async"] == [0, 6, 12, 18, 24]
 
 
+def test_advance_fails_when_a_woken_task_awaits_something_else() -> None:
+    class Blocking(AsyncPeriodicService):
+        async def setup(self) -> None:
+            self.release = asyncio.Event()
+
+        async def tick(self) -> None:
+            if self.ticks:  # the second tick awaits something the clock does not drive
+                await self.release.wait()
+
+        def on_stop_requested(self) -> None:
+            self.release.set()
+
+    clock = FakeClock(settle_timeout=0.1)
+    with supervised(Blocking(interval=1), clock=clock):
+        clock.wait_for_sleepers(1)
+        failure = r"\['task bgservices:blocking'\] did not come back to wait on the clock"
+        with pytest.raises(TimeoutError, match=failure):
+            clock.advance(1)
+
+
 # -- backoff ------------------------------------------------------------------------------
 
 
@@ -232,3 +252,35 @@ def test_run_ticks_raises_an_async_ticks_error_after_teardown_and_reads_the_cloc
         run_ticks(svc, 5, clock=clock)
     assert svc.at == [0.0, 5.0, 10.0] and svc.ticks == 3 and svc.errors == 1
     assert events.names("ticker") == ["service.tick_failed"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TimeoutError,
+    reason="core: at exactly beat + stall_after health says not stalled yet, and the watchdog "
+    "then waits off the clock (supervisor._watch, health.evaluate); FakeClock cannot wake it",
+)
+def test_an_async_stall_is_reported_on_the_fake_clock() -> None:
+    class Beating(AsyncService):
+        def init_state(self) -> None:
+            super().init_state()
+            self.beating = True
+
+        async def run(self) -> None:
+            while not await self.wait(1):
+                if self.beating:
+                    self.heartbeat()
+
+    clock = FakeClock(settle_timeout=0.3)
+    svc = Beating(stall_after=5)
+    with capture_events() as events, supervised(svc, clock=clock) as sup:
+        clock.wait_for_sleepers(2)  # the service's wait, and the watchdog's for the stall
+        clock.advance(10)
+        assert sup.health()["services"]["beating"]["health"] == "ok"
+        svc.beating = False  # its last heartbeat is at 10
+        clock.advance(4.5)
+        assert not events.matching("service.stalled")
+        clock.advance(1)
+        stalled = events.wait_for("service.stalled", service="beating", timeout=1)
+        assert stalled["stall_after"] == 5
+        assert sup.health()["services"]["beating"]["health"] == "failing"

@@ -540,10 +540,14 @@ class FakeClock:
 
     @property
     def sleepers(self) -> int:
-        """How many waits on this clock are in progress (and not yet woken by time): of
-        threads and of event loops' timers."""
+        """How many timed waits on this clock are in progress (and not yet woken by time):
+        of threads and of event loops' timers. A wait with no timeout is not counted: time
+        does not end it (though an advance counts its thread as back on the clock)."""
         with self._lock:
-            return sum(1 for w in self._waits if not w.woken)
+            return self._sleeping()
+
+    def _sleeping(self) -> int:
+        return sum(1 for w in self._waits if not w.woken and w.deadline < math.inf)
 
     @property
     def next_deadline(self) -> float | None:
@@ -553,13 +557,11 @@ class FakeClock:
             return min(due, default=None)
 
     def wait_for_sleepers(self, count: int = 1, timeout: float = 5.0) -> None:
-        """Block (real time, up to *timeout*) until *count* waits on this clock are in
+        """Block (real time, up to *timeout*) until *count* timed waits on this clock are in
         progress: the services reached the point where only time moves them on.
         ``TimeoutError`` if they do not."""
         with self._changed:
-            ok = self._changed.wait_for(
-                lambda: sum(1 for w in self._waits if not w.woken) >= count, timeout
-            )
+            ok = self._changed.wait_for(lambda: self._sleeping() >= count, timeout)
         if not ok:
             raise TimeoutError(f"{self.sleepers} of {count} waits on the clock after {timeout:g}s")
 
@@ -576,11 +578,7 @@ class FakeClock:
                 if not due:
                     self._now = max(self._now, target)
                     return
-                if here is not None and any(getattr(w, "loop", None) is here for w in due):
-                    raise RuntimeError(
-                        "advance() on the event loop whose tasks it must run: call it from "
-                        "another thread (await asyncio.to_thread(clock.advance, seconds))"
-                    )
+                _refuse_own_loop(due, here)
                 self._now = max(self._now, min(w.deadline for w in due))
                 woken = [w for w in due if w.deadline <= self._now]
                 for wait in woken:
@@ -611,6 +609,15 @@ class FakeClock:
                         f"{self.settle_timeout:g}s: blocked on something else?"
                     )
                 self._changed.wait(min(left, _POLL))  # an end wakes nobody: look again
+
+
+def _refuse_own_loop(due: list[_Wait], here: asyncio.AbstractEventLoop | None) -> None:
+    """``RuntimeError`` if a due timer is on *here*, the loop ``advance()`` blocks."""
+    if here is not None and any(isinstance(w, _Timer) and w.loop is here for w in due):
+        raise RuntimeError(
+            "advance() on the event loop whose tasks it must run: call it from another "
+            "thread (await asyncio.to_thread(clock.advance, seconds))"
+        )
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
