@@ -170,7 +170,8 @@ class AsyncService(Service):
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = self._clock.call_later(loop, max(0.0, seconds), _resolve, waiter)
+        # max(0.0, seconds) without a call: the coroutine's frame stays the size it was
+        timer = self._clock.call_later(loop, seconds if seconds > 0 else 0.0, _resolve, waiter)
         try:
             await waiter
         finally:
