@@ -511,7 +511,7 @@ class Supervisor:
             if self._starting():
                 self._phase = Phase.RUNNING
                 self._changed.notify_all()
-            self._watch_wake.notify()  # it judges what changed while starting
+                self._start_watchdog()  # it judges what changed while starting
         self._emit(
             "supervisor.started",
             services=len(services),
@@ -538,7 +538,7 @@ class Supervisor:
         self._failure_shutdown = False
         if not self._in_run:  # run() cleared it before its signal handlers went in
             self._wake = False
-        self._start_watchdog()
+        self._dirty = set()  # what changes from here is judged once the watchdog starts
         return list(self._services.values()), _deps.start_order(requires)
 
     def _launch(self, service: Service) -> bool:
@@ -653,11 +653,13 @@ class Supervisor:
     def _start_watchdog(self) -> None:
         """One daemon thread (the caller holds ``_lock``) that reports health changes as
         ``service.health`` events. It sleeps on ``_watch_wake`` until a service changes or the
-        earliest stall or tick deadline passes, so it costs nothing while all is quiet. While
-        the supervisor starts, only a service that ended wakes it: the others' steps are
-        judged together once start() returns, not one wake-up (and GIL hand-over) each."""
+        earliest stall or tick deadline passes, so it costs nothing while all is quiet.
+
+        It starts once start() has launched every service, and first judges every service
+        that changed meanwhile: a thread started earlier would compete with each launch for
+        the GIL (a 1-service start took 2-3 ms rather than 0.5).
+        """
         self._watch_generation += 1
-        self._dirty = set()  # each service launched is judged once it changes
         thread = threading.Thread(
             target=self._watch, args=(self._watch_generation,), name="bgservices:watchdog",
             daemon=True,
@@ -949,8 +951,7 @@ class Supervisor:
         with self._changed:
             self._dirty.add(service.name)
             self._changed.notify_all()
-            if self._phase is not Phase.STARTING:
-                self._watch_wake.notify()
+            self._watch_wake.notify()  # no watchdog yet while starting: nobody to wake
 
     def _service_ended(self, service: Service) -> None:
         if self._phase is Phase.STOPPING:
