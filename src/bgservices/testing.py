@@ -4,9 +4,10 @@
 dicts, like ``structlog.testing.capture_logs``. ``supervised()`` runs services under a
 supervisor for the length of a ``with`` block and fails if they do not stop cleanly.
 ``FakeClock`` is a clock a test advances by hand: periodic ticks, jitter, backoff delays and
-restart windows follow it with no real sleeping. ``run_ticks()`` runs a periodic service's
-ticks in the calling thread. ``hygiene()`` fails a block that leaves a service thread or a
-changed signal handler behind. The pytest plugin (``bgservices_*`` fixtures) is built on these.
+restart windows of thread and async services follow it with no real sleeping. ``run_ticks()``
+runs a periodic service's ticks in the calling thread. ``hygiene()`` fails a block that
+leaves a service thread or a changed signal handler behind. The pytest plugin
+(``bgservices_*`` fixtures) is built on these.
 """
 
 from __future__ import annotations
@@ -440,9 +441,9 @@ class FakeClock:
     to *settle_timeout* real seconds) until it waits on this clock again or ends, before
     moving on. So ``advance(30)`` on a 10-second ticker runs exactly three ticks, and they
     have run when it returns. A thread or task that blocks elsewhere instead (real I/O, a
-    lock) makes it raise ``TimeoutError``. Call it from a thread other than the event loop
-    of the services it moves (``await asyncio.to_thread(clock.advance, 30)`` in an async
-    test), or that loop could not run them.
+    lock) makes it raise ``TimeoutError``. On the event loop of the services it must wake it
+    raises ``RuntimeError`` (that loop could not run them while it waits): in an async test,
+    ``await asyncio.to_thread(clock.advance, 30)``.
 
     Randomness is the clock's too: services draw jitter and backoff delays from
     ``clock.random`` (``random.Random(seed)``), so a run is the same every time; pass
