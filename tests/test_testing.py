@@ -257,6 +257,38 @@ def test_advance_fails_when_a_woken_thread_blocks_elsewhere() -> None:
         release.set()
 
 
+def test_a_wait_with_no_timeout_is_not_a_sleeper_but_settles_an_advance() -> None:
+    class Parks(Service):
+        """After a timed wait, parks on the clock with no timeout until stopped."""
+
+        def init_state(self) -> None:
+            super().init_state()
+            self.parked = threading.Condition()
+            self.woke_at: float | None = None
+
+        def run(self) -> None:
+            if self.wait(5):
+                return
+            self.woke_at = self.clock.monotonic()
+            with self.parked:
+                self.clock.wait_for(self.parked, lambda: self.stopping, None)
+
+        def on_stop_requested(self) -> None:
+            with self.parked:
+                self.parked.notify_all()
+
+    clock = FakeClock(settle_timeout=2)
+    svc = Parks()
+    with supervised(svc, clock=clock):
+        clock.wait_for_sleepers(1)
+        clock.advance(10)  # it is back on the clock, untimed: the advance need not wait more
+        assert svc.woke_at == 5.0
+        assert clock.sleepers == 0 and clock.next_deadline is None
+        with pytest.raises(TimeoutError, match="0 of 1 waits"):
+            clock.wait_for_sleepers(1, timeout=0.01)  # time alone would never move it on
+    assert svc.state is ServiceState.STOPPED
+
+
 def test_the_fake_clock_refuses_to_go_back() -> None:
     with pytest.raises(ValueError, match="seconds >= 0"):
         FakeClock().advance(-1)
