@@ -254,12 +254,6 @@ def test_run_ticks_raises_an_async_ticks_error_after_teardown_and_reads_the_cloc
     assert events.names("ticker") == ["service.tick_failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TimeoutError,
-    reason="core: at exactly beat + stall_after health says not stalled yet, and the watchdog "
-    "then waits off the clock (supervisor._watch, health.evaluate); FakeClock cannot wake it",
-)
 def test_an_async_stall_is_reported_on_the_fake_clock() -> None:
     class Beating(AsyncService):
         def init_state(self) -> None:

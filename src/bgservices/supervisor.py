@@ -694,10 +694,9 @@ class Supervisor:
 
         while True:
             with self._watch_wake:
-                if due is None:  # nothing due in time: only a change wakes it, whatever clock
-                    self._watch_wake.wait_for(woken)
-                else:
-                    clock.wait_for(self._watch_wake, woken, max(0.0, due - clock.monotonic()))
+                # on the clock even with nothing due: a test's clock knows it is back asleep
+                timeout = None if due is None else max(0.0, due - clock.monotonic())
+                clock.wait_for(self._watch_wake, woken, timeout)
                 if self._watch_generation != generation:
                     return
                 dirty, self._dirty = self._dirty, set()
