@@ -257,6 +257,64 @@ def test_advance_fails_when_a_woken_thread_blocks_elsewhere() -> None:
         release.set()
 
 
+def test_a_wait_with_no_timeout_is_not_a_sleeper_but_settles_an_advance() -> None:
+    class Parks(Service):
+        """After a timed wait, parks on the clock with no timeout until stopped."""
+
+        def init_state(self) -> None:
+            super().init_state()
+            self.parked = threading.Condition()
+            self.woke_at: float | None = None
+
+        def run(self) -> None:
+            if self.wait(5):
+                return
+            self.woke_at = self.clock.monotonic()
+            with self.parked:
+                self.clock.wait_for(self.parked, lambda: self.stopping, None)
+
+        def on_stop_requested(self) -> None:
+            with self.parked:
+                self.parked.notify_all()
+
+    clock = FakeClock(settle_timeout=2)
+    svc = Parks()
+    with supervised(svc, clock=clock):
+        clock.wait_for_sleepers(1)
+        clock.advance(10)  # it is back on the clock, untimed: the advance need not wait more
+        assert svc.woke_at == 5.0
+        assert clock.sleepers == 0 and clock.next_deadline is None
+        with pytest.raises(TimeoutError, match="0 of 1 waits"):
+            clock.wait_for_sleepers(1, timeout=0.01)  # time alone would never move it on
+    assert svc.state is ServiceState.STOPPED
+
+
+def test_a_thread_stall_is_reported_on_the_fake_clock() -> None:
+    class Beating(Service):
+        def init_state(self) -> None:
+            super().init_state()
+            self.beating = True
+
+        def run(self) -> None:
+            while not self.wait(1):
+                if self.beating:
+                    self.heartbeat()
+
+    clock = FakeClock(settle_timeout=0.3)
+    svc = Beating(stall_after=5)
+    with capture_events() as events, supervised(svc, clock=clock) as sup:
+        clock.wait_for_sleepers(2)  # the service's wait, and the watchdog's for the stall
+        clock.advance(10)
+        assert sup.health()["services"]["beating"]["health"] == "ok"
+        svc.beating = False  # its last heartbeat is at 10
+        clock.advance(4.5)
+        assert not events.matching("service.stalled")
+        clock.advance(0.5)  # exactly stall_after since the last heartbeat
+        stalled = events.wait_for("service.stalled", service="beating", timeout=1)
+        assert stalled["stall_after"] == 5
+        assert sup.health()["services"]["beating"]["health"] == "failing"
+
+
 def test_the_fake_clock_refuses_to_go_back() -> None:
     with pytest.raises(ValueError, match="seconds >= 0"):
         FakeClock().advance(-1)

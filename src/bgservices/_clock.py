@@ -1,7 +1,8 @@
 """The clock services read and sleep on: the real one, or a test's (``bgservices.testing``).
 
 Every time a service reads (ticks, backoff, restart windows, heartbeats) and every timed wait it
-makes goes through one ``Clock``, so a test can swap in a fake one and advance time by hand.
+makes, in a thread or on an event loop, goes through one ``Clock``, so a test can swap in a fake
+one and advance time by hand.
 """
 
 from __future__ import annotations
@@ -9,9 +10,22 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
-__all__ = ["REAL_CLOCK", "Clock", "RealClock"]
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["REAL_CLOCK", "Clock", "RealClock", "Timer"]
+
+_T = TypeVar("_T")
+
+
+class Timer(Protocol):
+    """A callback scheduled by ``Clock.call_later`` (an ``asyncio.TimerHandle`` on the real one)."""
+
+    def cancel(self) -> None:
+        """Do not run it, if it has not run yet."""
+        ...
 
 
 class Clock(Protocol):
@@ -31,6 +45,18 @@ class Clock(Protocol):
         """``cond.wait_for(predicate, timeout)`` in this clock's time; *cond* is held."""
         ...
 
+    def call_later(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay: float,
+        callback: Callable[[_T], object],
+        arg: _T,
+        /,
+    ) -> Timer:
+        """``loop.call_later(delay, callback, arg)`` with *delay* in this clock's time: the timed
+        waits of async services. Called on *loop*'s thread, as ``loop.call_later`` is."""
+        ...
+
 
 class RealClock:
     """The system's clocks; waits are plain ``Condition.wait_for``."""
@@ -43,6 +69,17 @@ class RealClock:
         cond: threading.Condition, predicate: Callable[[], bool], timeout: float | None
     ) -> bool:
         return cond.wait_for(predicate, timeout)
+
+    @staticmethod
+    def call_later(
+        loop: asyncio.AbstractEventLoop,
+        delay: float,
+        callback: Callable[[_T], object],
+        arg: _T,
+        /,
+    ) -> Timer:
+        # One argument, not *args: the real path allocates nothing more than the loop does.
+        return loop.call_later(delay, callback, arg)
 
 
 REAL_CLOCK: Clock = RealClock()

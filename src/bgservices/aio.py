@@ -177,13 +177,15 @@ class AsyncService(Service):
     # -- helpers for subclasses -----------------------------------------------------------
 
     async def wait(self, seconds: float) -> bool:  # type: ignore[override]
-        """Sleep up to *seconds*; True at once if a stop is requested."""
+        """Sleep up to *seconds* of the service's clock (``self.clock``: a test's
+        ``FakeClock`` moves it); True at once if a stop is requested."""
         if self._stop_requested:
             return True
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._waiters.append(waiter)
-        timer = loop.call_later(max(0.0, seconds), _resolve, waiter)
+        # max(0.0, seconds) without a call: the coroutine's frame stays the size it was
+        timer = self._clock.call_later(loop, seconds if seconds > 0 else 0.0, _resolve, waiter)
         try:
             await waiter
         finally:
@@ -487,7 +489,8 @@ class AsyncPeriodicService(AsyncService, PeriodicService):
                 self._tick_ended(begun)
 
     async def _sleep_until(self, deadline: float) -> bool:
-        """Sleep until *deadline*; True if a stop was requested."""
+        """Sleep until *deadline* (on the service's clock, as ``wait()`` does); True if a stop
+        was requested."""
         while True:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:

@@ -100,7 +100,7 @@ def evaluate(service: Service) -> ServiceHealth:
     beat = service._heartbeat_at
     age = None if beat is None else max(0.0, now - beat)
     stall = service.stall_after
-    stalled = running and stall is not None and age is not None and age > stall
+    stalled = running and stall is not None and age is not None and age >= stall
     if stalled:
         found.append((Verdict.FAILING, f"no progress for {age:.1f}s (stall_after={stall:g}s)"))
     overrun = False

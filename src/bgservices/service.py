@@ -687,8 +687,11 @@ class Service(_Declared):
         """setup() returned: (when the run began, whether it moved to RUNNING)."""
         begun = self._running_since = self._heartbeat_at = self._clock.monotonic()
         self._started_at = self._clock.time()
-        running = self._transition(_S.RUNNING, "service.running", "debug", unless_stopping=True)
-        self._setup_done()
+        running = self._transition(
+            _S.RUNNING, "service.running", "debug", unless_stopping=True, setup_done=True
+        )
+        if not running:
+            self._setup_done()
         return begun, running
 
     def _run_failed(self, exc: BaseException) -> _Outcome:
@@ -801,17 +804,22 @@ class Service(_Declared):
         level: str = "info",
         *,
         unless_stopping: bool = False,
+        setup_done: bool = False,
         exc: BaseException | None = None,
         **fields: Any,
     ) -> bool:
         """Move to *new* and report it; False if not moved.
 
         With *unless_stopping*, a requested stop wins: the move is not made (not an error).
+        With *setup_done*, a move also marks the first setup() ended, in the same step (one
+        wake-up of the owner rather than two).
         """
         with self._cond:
             if unless_stopping and (self._stop_requested or self._stepping_down):
                 return False
             moved = self._move(new)
+            if moved and setup_done:
+                self._setup_ended = True
         if not moved:
             self._emit("service.bad_transition", "error", to=new.value, state=self._state.value)
             return False

@@ -4,13 +4,15 @@
 dicts, like ``structlog.testing.capture_logs``. ``supervised()`` runs services under a
 supervisor for the length of a ``with`` block and fails if they do not stop cleanly.
 ``FakeClock`` is a clock a test advances by hand: periodic ticks, jitter, backoff delays and
-restart windows follow it with no real sleeping. ``run_ticks()`` runs a periodic service's
-ticks in the calling thread. ``hygiene()`` fails a block that leaves a service thread or a
-changed signal handler behind. The pytest plugin (``bgservices_*`` fixtures) is built on these.
+restart windows of thread and async services follow it with no real sleeping. ``run_ticks()``
+runs a periodic service's ticks in the calling thread. ``hygiene()`` fails a block that
+leaves a service thread or a changed signal handler behind. The pytest plugin
+(``bgservices_*`` fixtures) is built on these.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import math
@@ -18,12 +20,12 @@ import random
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from time import monotonic as _real_now
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
-from ._clock import Clock
+from ._clock import Clock, Timer
 from ._logging import EventMessage
+from .aio import AsyncPeriodicService
 from .backoff import Backoff
 from .errors import DoNotRestart
 from .periodic import PeriodicService
@@ -46,6 +48,8 @@ _ROOT = "bgservices"
 _SNAP = 1e-9
 #: How often a settling advance looks whether a woken thread has ended (it cannot be told).
 _POLL = 0.005
+
+_T = TypeVar("_T")
 
 
 # -- events -------------------------------------------------------------------------------
@@ -344,12 +348,75 @@ def _stop_cleanly(sup: Supervisor, services: tuple[Service, ...]) -> str:
 # -- the fake clock -------------------------------------------------------------------------
 
 
-@dataclass(eq=False)
 class _Wait:
-    deadline: float
-    cond: threading.Condition
-    thread: threading.Thread
-    woken: bool = False
+    """A timed wait in progress on a ``FakeClock``: of a thread, or an event loop's timer.
+
+    *owner* is what the wait holds up (the thread, or the task that made the timer): an
+    advance that wakes it waits until the owner waits on the clock again, or has ended.
+    """
+
+    __slots__ = ("deadline", "owner", "woken")
+
+    def __init__(self, deadline: float, owner: threading.Thread | asyncio.Task[Any] | None):
+        self.deadline = deadline
+        self.owner = owner
+        self.woken = False
+
+    def wake(self) -> None:
+        raise NotImplementedError
+
+
+class _ThreadWait(_Wait):
+    """A thread in ``FakeClock.wait_for``, on *cond*."""
+
+    __slots__ = ("cond",)
+
+    def __init__(self, deadline: float, cond: threading.Condition) -> None:
+        super().__init__(deadline, threading.current_thread())
+        self.cond = cond
+
+    def wake(self) -> None:
+        with self.cond:
+            self.cond.notify_all()
+
+
+class _Timer(_Wait):
+    """``FakeClock.call_later``'s timer: when time reaches it, *callback(arg)* is put on *loop*.
+    It is also the handle returned, so ``cancel()`` takes it off the clock."""
+
+    __slots__ = ("arg", "callback", "clock", "loop")
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        deadline: float,
+        loop: asyncio.AbstractEventLoop,
+        callback: Callable[[Any], object],
+        arg: Any,
+    ) -> None:
+        super().__init__(deadline, asyncio.current_task(loop))
+        self.clock, self.loop, self.callback, self.arg = clock, loop, callback, arg
+
+    def cancel(self) -> None:
+        self.clock._drop(self)
+
+    def wake(self) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self._run)
+        except RuntimeError:  # its loop is closed: it would never have run
+            self.clock._drop(self)
+
+    def _run(self) -> None:
+        if self.clock._drop(self):  # not cancelled meanwhile
+            self.callback(self.arg)
+
+
+def _alive(owner: threading.Thread | asyncio.Task[Any]) -> bool:
+    return owner.is_alive() if isinstance(owner, threading.Thread) else not owner.done()
+
+
+def _named(owner: threading.Thread | asyncio.Task[Any]) -> str:
+    return owner.name if isinstance(owner, threading.Thread) else f"task {owner.get_name()}"
 
 
 class _Chosen(random.Random):
@@ -366,14 +433,17 @@ class _Chosen(random.Random):
 class FakeClock:
     """A clock that moves only when the test calls ``advance()``: give it to a supervisor
     (``Supervisor(clock=...)``, ``supervised(..., clock=...)``) and services' ticks, waits,
-    backoff delays and restart windows follow it, with no real sleeping.
+    backoff delays and restart windows follow it, with no real sleeping, for thread and
+    async services alike.
 
     ``advance(seconds)`` moves time forward one due wait at a time, in deadline order: each
-    thread whose wait is due wakes, and the advance waits (up to *settle_timeout* real
-    seconds) until that thread sleeps on this clock again or ends, before moving on. So
-    ``advance(30)`` on a 10-second ticker runs exactly three ticks, and they have run when it
-    returns. A thread that blocks elsewhere instead (real I/O, a lock) makes it raise
-    ``TimeoutError``.
+    thread (or task, for an async service) whose wait is due wakes, and the advance waits (up
+    to *settle_timeout* real seconds) until it waits on this clock again or ends, before
+    moving on. So ``advance(30)`` on a 10-second ticker runs exactly three ticks, and they
+    have run when it returns. A thread or task that blocks elsewhere instead (real I/O, a
+    lock) makes it raise ``TimeoutError``. On the event loop of the services it must wake it
+    raises ``RuntimeError`` (that loop could not run them while it waits): in an async test,
+    ``await asyncio.to_thread(clock.advance, 30)``.
 
     Randomness is the clock's too: services draw jitter and backoff delays from
     ``clock.random`` (``random.Random(seed)``), so a run is the same every time; pass
@@ -419,31 +489,66 @@ class FakeClock:
         if result or (timeout is not None and timeout <= 0):
             return result
         with self._lock:
-            if timeout is None:
-                deadline = math.inf
-            else:  # strictly later than now, so that a wait never ends before time moves
-                deadline = max(self._now + timeout, math.nextafter(self._now, math.inf))
-            wait = _Wait(deadline, cond, threading.current_thread())
+            wait = _ThreadWait(self._deadline(timeout), cond)
             self._waits.append(wait)
             self._changed.notify_all()
         try:
             while True:
                 result = predicate()
-                if result or self._now >= deadline:
+                if result or self._now >= wait.deadline:
                     return result
                 cond.wait()
         finally:
-            with self._lock:
+            self._drop(wait)
+
+    def call_later(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        delay: float,
+        callback: Callable[[_T], object],
+        arg: _T,
+        /,
+    ) -> Timer:
+        """Run ``callback(arg)`` on *loop* once ``advance()`` reaches *delay* fake seconds from
+        now (at the loop's next turn if *delay* <= 0); call it on *loop*'s thread. The handle's
+        ``cancel()`` takes it off the clock."""
+        if not delay > 0:
+            return loop.call_soon(callback, arg)
+        with self._lock:
+            timer = _Timer(self, self._deadline(delay), loop, callback, arg)
+            self._waits.append(timer)
+            self._changed.notify_all()
+        return timer
+
+    def _deadline(self, timeout: float | None) -> float:
+        """When a wait of *timeout* begun now is due; the lock is held."""
+        if timeout is None:
+            return math.inf
+        # strictly later than now, so that a wait never ends before time moves
+        return max(self._now + timeout, math.nextafter(self._now, math.inf))
+
+    def _drop(self, wait: _Wait) -> bool:
+        """Take *wait* off the clock; whether it was still on."""
+        with self._lock:
+            try:
                 self._waits.remove(wait)
-                self._changed.notify_all()
+            except ValueError:
+                return False
+            self._changed.notify_all()
+            return True
 
     # -- for the test --
 
     @property
     def sleepers(self) -> int:
-        """How many waits on this clock are in progress (and not yet woken by time)."""
+        """How many timed waits on this clock are in progress (and not yet woken by time):
+        of threads and of event loops' timers. A wait with no timeout is not counted: time
+        does not end it (though an advance counts its thread as back on the clock)."""
         with self._lock:
-            return sum(1 for w in self._waits if not w.woken)
+            return self._sleeping()
+
+    def _sleeping(self) -> int:
+        return sum(1 for w in self._waits if not w.woken and w.deadline < math.inf)
 
     @property
     def next_deadline(self) -> float | None:
@@ -453,13 +558,11 @@ class FakeClock:
             return min(due, default=None)
 
     def wait_for_sleepers(self, count: int = 1, timeout: float = 5.0) -> None:
-        """Block (real time, up to *timeout*) until *count* waits on this clock are in
+        """Block (real time, up to *timeout*) until *count* timed waits on this clock are in
         progress: the services reached the point where only time moves them on.
         ``TimeoutError`` if they do not."""
         with self._changed:
-            ok = self._changed.wait_for(
-                lambda: sum(1 for w in self._waits if not w.woken) >= count, timeout
-            )
+            ok = self._changed.wait_for(lambda: self._sleeping() >= count, timeout)
         if not ok:
             raise TimeoutError(f"{self.sleepers} of {count} waits on the clock after {timeout:g}s")
 
@@ -469,44 +572,60 @@ class FakeClock:
             raise ValueError(f"advance() needs seconds >= 0, got {seconds!r}")
         with self._lock:
             target = self._now + seconds
+        here = _running_loop()
         while True:
             with self._lock:
                 due = [w for w in self._waits if not w.woken and w.deadline <= target + _SNAP]
                 if not due:
                     self._now = max(self._now, target)
                     return
+                _refuse_own_loop(due, here)
                 self._now = max(self._now, min(w.deadline for w in due))
                 woken = [w for w in due if w.deadline <= self._now]
                 for wait in woken:
                     wait.woken = True
             for wait in woken:
-                with wait.cond:
-                    wait.cond.notify_all()
+                wait.wake()
             self._settle(woken)
 
     def _settle(self, woken: list[_Wait]) -> None:
-        """Until every woken thread waits on this clock again, or has ended."""
+        """Until every woken wait has ended and its owner waits on this clock again, or has
+        ended (a timer made outside a task: until its callback ran)."""
         me = threading.current_thread()
-        threads = {w.thread for w in woken if w.thread is not me}
+        owners = {w.owner for w in woken if w.owner is not None and w.owner is not me}
         deadline = _real_now() + self.settle_timeout
 
-        def settled() -> bool:
-            gone = {w for w in woken if w in self._waits}
-            if gone:
-                return False  # a woken wait has not returned yet
-            sleeping = {w.thread for w in self._waits if not w.woken}
-            return all(t in sleeping or not t.is_alive() for t in threads)
+        def unsettled() -> list[str]:
+            if any(w in self._waits for w in woken):  # a woken wait has not returned yet
+                return [_named(o) for o in owners if _alive(o)] or ["a timer's callback"]
+            sleeping = {w.owner for w in self._waits if not w.woken}
+            return [_named(o) for o in owners if o not in sleeping and _alive(o)]
 
         with self._changed:
-            while not settled():
+            while busy := unsettled():
                 left = deadline - _real_now()
                 if left <= 0:
-                    busy = [t.name for t in threads if t.is_alive()]
                     raise TimeoutError(
-                        f"threads {busy} did not come back to wait on the clock within "
+                        f"{sorted(busy)} did not come back to wait on the clock within "
                         f"{self.settle_timeout:g}s: blocked on something else?"
                     )
-                self._changed.wait(min(left, _POLL))  # a thread's end wakes nobody: look again
+                self._changed.wait(min(left, _POLL))  # an end wakes nobody: look again
+
+
+def _refuse_own_loop(due: list[_Wait], here: asyncio.AbstractEventLoop | None) -> None:
+    """``RuntimeError`` if a due timer is on *here*, the loop ``advance()`` blocks."""
+    if here is not None and any(isinstance(w, _Timer) and w.loop is here for w in due):
+        raise RuntimeError(
+            "advance() on the event loop whose tasks it must run: call it from another "
+            "thread (await asyncio.to_thread(clock.advance, seconds))"
+        )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 # -- ticks in the calling thread ------------------------------------------------------------
@@ -516,7 +635,9 @@ def run_ticks(
     service: PeriodicService, n: int, *, clock: FakeClock | None = None
 ) -> dict[str, Any]:
     """Run ``setup()``, *n* ticks and ``teardown()`` of *service* in the calling thread, with
-    no supervisor and no waiting between ticks; return its ``status()``.
+    no supervisor and no waiting between ticks; return its ``status()``. An
+    ``AsyncPeriodicService`` runs them on a fresh event loop (``asyncio.run``), so call it
+    where no loop runs.
 
     Ticks go through the service's own bookkeeping (``ticks``, ``errors``, the
     ``service.tick_failed`` event), but the first tick that raises ends the run: teardown
@@ -529,32 +650,59 @@ def run_ticks(
     if n < 0:
         raise ValueError(f"run_ticks() needs n >= 0, got {n}")
     service._prepare_launch(service._backoff, clock or service._clock)
+    if isinstance(service, AsyncPeriodicService):
+        asyncio.run(_run_async_ticks(service, n, clock))
+        return service.status()
     service.setup()
     try:
         for index in range(n):
             if index and clock is not None:
                 clock.advance(service.interval)
-            if not _one_tick(service):
-                break
+            begun = service.clock.monotonic()
+            try:
+                service.tick()
+            except Exception as exc:
+                if not _tick_done(service, begun, exc):
+                    break
+            else:
+                _tick_done(service, begun, None)
     finally:
         service.teardown()
     return service.status()
 
 
-def _one_tick(service: PeriodicService) -> bool:
-    """One tick with the service's bookkeeping; False after ``DoNotRestart``. A tick's
-    exception is counted and logged as in the service thread, then raised."""
-    begun = service.clock.monotonic()
+async def _run_async_ticks(service: AsyncPeriodicService, n: int, clock: FakeClock | None) -> None:
+    """``run_ticks`` on the running loop, awaiting the hooks."""
+    await service.setup()
     try:
-        service.tick()
-    except DoNotRestart:
-        return False
-    except Exception as exc:
-        with contextlib.suppress(Exception):  # past max_consecutive_errors it re-raises
-            service._tick_failed(exc)
-        raise
-    else:
-        service.consecutive_errors = 0
+        for index in range(n):
+            if index and clock is not None:
+                clock.advance(service.interval)
+            begun = service.clock.monotonic()
+            try:
+                await service.tick()
+            except Exception as exc:
+                if not _tick_done(service, begun, exc):
+                    break
+            else:
+                _tick_done(service, begun, None)
+    finally:
+        await service.teardown()
+
+
+def _tick_done(service: PeriodicService, begun: float, exc: Exception | None) -> bool:
+    """The service's bookkeeping after a tick that raised *exc* (None: it returned); False
+    after ``DoNotRestart``. A tick's exception is counted and logged as in the service
+    thread, then raised."""
+    try:
+        if exc is None:
+            service.consecutive_errors = 0
+        elif isinstance(exc, DoNotRestart):
+            return False
+        else:
+            with contextlib.suppress(Exception):  # past max_consecutive_errors it re-raises
+                service._tick_failed(exc)
+            raise exc
     finally:
         service._tick_ended(begun)
     return True
