@@ -97,9 +97,9 @@ _ARMED = object()  # what _arm_thread returns: the task is placed by _begin_thre
 class _Cond(threading.Condition):
     """An async service's Condition: a notify with nobody waiting costs nothing.
 
-    A stop notifies each service several times, and a thousand async services are almost
-    never waited on one by one (the stop waits for its whole place: ``Place.wait_exits``);
-    ``threading.Condition.notify`` costs a lock test and a deque copy even for nobody.
+    A stop notifies each service several times, mostly with nobody waiting (the stop finds
+    most of a wave ended already); ``threading.Condition.notify`` costs a lock test and a
+    deque copy even for nobody, a thousand times per stop.
     """
 
     def notify_all(self) -> None:
