@@ -50,7 +50,7 @@ def _in_loop(loop: asyncio.AbstractEventLoop, func: Any, *args: Any) -> Any:
     return asyncio.run_coroutine_threadsafe(call(), loop).result(60)
 
 
-def _child(kind: str, idle: float, traced: bool) -> dict[str, float]:
+def _child(kind: str, idle: float, traced: bool) -> dict[str, Any]:
     import tracemalloc
 
     import apscheduler.schedulers.asyncio  # noqa: F401  (both sides start with it imported)
@@ -70,6 +70,7 @@ def _child(kind: str, idle: float, traced: bool) -> dict[str, float]:
 
     process = psutil.Process()
     threads_before = threading.active_count()
+    idents_before = {t.ident for t in threading.enumerate()}
     if traced:
         tracemalloc.start()
     rss_before = process.memory_info().rss
@@ -100,6 +101,7 @@ def _child(kind: str, idle: float, traced: bool) -> dict[str, float]:
     cpu_before = sum(process.cpu_times()[:2])
     time.sleep(idle)  # idle: nothing is due for a minute
     cpu = sum(process.cpu_times()[:2]) - cpu_before
+    names = sorted(t.name for t in threading.enumerate() if t.ident not in idents_before)
     began = time.perf_counter()
     if kind == "ours":
         report = sup.stop()
@@ -114,16 +116,17 @@ def _child(kind: str, idle: float, traced: bool) -> dict[str, float]:
         "rss_kib_per_service": rss / 1024 / COUNT,
         "traced_kib_per_service": traced_bytes / 1024 / COUNT,
         "idle_cpu_s": cpu,
+        "thread_names": names,
     }
 
 
-def _measure(kind: str, idle: float, traced: bool = False) -> dict[str, float]:
+def _measure(kind: str, idle: float, traced: bool = False) -> dict[str, Any]:
     args = [sys.executable, "-m", "benchmarks.async_services", "--child", kind, str(idle)]
     done = subprocess.run(
         [*args, "traced" if traced else "plain"],
         check=True, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    figures: dict[str, float] = json.loads(done.stdout.splitlines()[-1])
+    figures: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     return figures
 
 
@@ -237,6 +240,20 @@ def _ticks_apscheduler(ticks: int) -> list[list[float]]:
     return [series[:ticks] for series in stamps]
 
 
+#: What each thread of a supervisor with only async services is for.
+_THREADS = {
+    "bgservices:loop": "the event loop all the async services run on",
+    "bgservices:loop:watchdog": "its blocked-loop monitor (a blocked loop cannot see "
+    "itself; asleep while the loop sleeps, gone with loop_block_threshold=None)",
+    "bgservices:watchdog": "the supervisor's health watchdog (every supervisor has one, "
+    "thread services too)",
+}
+
+
+def _thread_note(names: list[str]) -> str:
+    return "; ".join(f"{name}: {_THREADS.get(name, 'not expected')}" for name in names)
+
+
 def run(quick: bool = False) -> list[Result]:
     idle = 1.0 if quick else 5.0
     ours, aps = _measure("ours", idle), _measure("apscheduler", idle)
@@ -254,9 +271,7 @@ def run(quick: bool = False) -> list[Result]:
     return [
         result(
             "threads", f"threads used by {COUNT} idle async services", "threads",
-            "one loop thread",
-            "the loop thread and its watchdog (asleep while the loop sleeps; "
-            "loop_block_threshold=None removes it)",
+            "one loop thread", _thread_note(ours["thread_names"]),
         ),
         result("rss_kib_per_service", f"RSS per idle async service ({COUNT})", "KiB",
                "<= 1.5x an APScheduler job"),
