@@ -9,7 +9,9 @@ import threading
 from collections.abc import Callable
 from typing import ClassVar
 
-from bgservices import AsyncPeriodicService, AsyncService, Service, ServiceState, Supervisor
+import pytest
+
+from bgservices import AsyncPeriodicService, AsyncService, Service, ServiceState, Supervisor, _loop
 
 
 class Hooked(AsyncPeriodicService):
@@ -105,3 +107,36 @@ def test_astop_returns_without_joining_the_loop_it_is_awaited_from() -> None:
 
     asyncio.run(main())
     assert service.state is ServiceState.STOPPED
+
+
+def test_batched_posts_wait_for_a_flush_and_never_hold_back_a_plain_post(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_loop, "_BURST", 60.0)  # the fallback drain never comes in this test
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-loop")
+    thread.start()
+    try:
+        place = _loop.Place(loop, thread)
+        ran: list[str] = []
+        done = threading.Event()
+
+        def round_trip() -> None:  # every callback posted before it has run
+            reached = threading.Event()
+            loop.call_soon_threadsafe(reached.set)
+            assert reached.wait(5)
+
+        place.post_batched(ran.append, "batched")
+        round_trip()
+        assert ran == []  # held for the rest of its burst
+        place.flush()
+        round_trip()
+        assert ran == ["batched"]
+        place.post_batched(ran.append, "second batch")
+        place.post(lambda: (ran.append("plain"), done.set()))
+        assert done.wait(5)  # not behind the batch's 60 s: it takes the batch along, in order
+        assert ran == ["batched", "second batch", "plain"]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()

@@ -163,6 +163,7 @@ class Place:
         self._lock = threading.Lock()
         self._tasks = 0
         self._posted: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        self._drain_due: str | None = None  # "now" or "later": a drain is scheduled
 
     @property
     def owns_thread(self) -> bool:
@@ -212,36 +213,45 @@ class Place:
         wake-up, not a thousand (each costs a write to the loop's socket and a GIL hand-off).
         ``RuntimeError`` if the loop is closed.
         """
-        self._queue(callback, args, self._drain)
+        self._queue(callback, args, now=True)
 
     def post_batched(self, callback: Callable[..., Any], *args: Any) -> None:
-        """``post()`` for a call that usually comes in a burst (a stop asks every service
-        of a wave in a row): it runs once the burst is over, that is at the first
-        ``flush()`` (the stop waits for them) or at the latest ``_BURST`` seconds later.
+        """``post()`` for a call that comes in a burst (a stop asks every service of a
+        wave in a row): it runs once the burst is over, that is at the first ``flush()``
+        (the stop waits for them) or at the latest ``_BURST`` seconds later.
 
         Meanwhile the loop does not compete for the GIL with the thread still asking, so
         the stop of a thousand services costs the sum of both sides, not a ping-pong.
         """
-        self._queue(callback, args, self._drain_later)
+        self._queue(callback, args, now=False)
 
     def flush(self) -> None:
         """Run what ``post_batched`` queued now (from any thread; the loop may be closed)."""
-        if self._posted:
-            with contextlib.suppress(RuntimeError):
-                self.loop.call_soon_threadsafe(self._drain)
+        with contextlib.suppress(RuntimeError):
+            self._schedule(now=True)
 
-    def _queue(
-        self, callback: Callable[..., Any], args: tuple[Any, ...], drain: Callable[[], None]
-    ) -> None:
+    def _queue(self, callback: Callable[..., Any], args: tuple[Any, ...], *, now: bool) -> None:
         with self._lock:
             self._posted.append((callback, args))
-            if len(self._posted) > 1:
-                return  # a drain is scheduled already
         try:
-            self.loop.call_soon_threadsafe(drain)
+            self._schedule(now=now)
         except RuntimeError:
             with self._lock:
                 self._posted.clear()
+            raise
+
+    def _schedule(self, *, now: bool) -> None:
+        """Have the loop drain what is posted: at once, or after ``_BURST``; nothing if a
+        drain as soon is scheduled already."""
+        with self._lock:
+            if not self._posted or self._drain_due == "now" or (self._drain_due and not now):
+                return
+            self._drain_due = "now" if now else "later"
+        try:
+            self.loop.call_soon_threadsafe(self._drain if now else self._drain_later)
+        except RuntimeError:  # the loop is closed
+            with self._lock:
+                self._drain_due = None
             raise
 
     def _drain_later(self) -> None:
@@ -249,7 +259,7 @@ class Place:
 
     def _drain(self) -> None:
         with self._lock:
-            posted, self._posted = self._posted, []
+            posted, self._posted, self._drain_due = self._posted, [], None
         for callback, args in posted:
             try:
                 callback(*args)

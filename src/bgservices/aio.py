@@ -248,7 +248,10 @@ class AsyncService(Service):
         try:
             if place is None:
                 raise RuntimeError("not placed")
-            place.post_batched(self._stop_in_loop, run_hook)
+            if place.thread is threading.current_thread():  # on its loop: nothing to batch
+                place.post(self._stop_in_loop, run_hook)
+            else:  # the stop asks the rest of the wave next, then waits for them
+                place.post_batched(self._stop_in_loop, run_hook)
         except RuntimeError:  # its loop is closed: nothing of it can run any more
             with self._cond:
                 self._stop_hook_done = True
