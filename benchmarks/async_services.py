@@ -302,13 +302,58 @@ def run(quick: bool = False) -> list[Result]:
     ]  # fmt: skip
 
 
+def _breakdown() -> None:
+    """What an idle async service's memory is made of: Python allocations per service by
+    the line that made them (tracemalloc), and the sizes of its larger parts."""
+    import tracemalloc
+
+    from bgservices import AsyncPeriodicService, Supervisor
+
+    class Idle(AsyncPeriodicService):
+        daemon_safe = True
+        interval = 60.0
+        initial_delay = 60.0
+
+        async def tick(self) -> None:
+            pass
+
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    services = [Idle(name=f"idle{n}") for n in range(COUNT)]
+    sup = Supervisor(services, stop_at_exit=False)
+    sup.start()
+    assert sup.wait_running(60)
+    time.sleep(0.5)
+    after = tracemalloc.take_snapshot()
+    diffs = after.compare_to(before, "lineno")
+    print(f"Python memory per idle async service: {sum(d.size_diff for d in diffs) / COUNT:.0f} B")
+    for diff in diffs[:15]:
+        frame = diff.traceback[0]
+        where = f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno}"
+        print(f"{diff.size_diff / COUNT:8.0f} B {diff.count_diff / COUNT:5.1f} objects  {where}")
+    service = services[0]
+    chain, coro = 0, service._task.get_coro() if service._task else None
+    coro = getattr(coro, "inner", coro)
+    while coro is not None and hasattr(coro, "cr_frame"):
+        chain += 1
+        coro = coro.cr_await
+    print(f"instance __dict__: {len(vars(service))} attributes, {sys.getsizeof(vars(service))} B;"
+          f" coroutines awaiting each other: {chain}")  # fmt: skip
+    sup.stop()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", nargs=3, metavar=("KIND", "IDLE_SECONDS", "TRACED"))
+    parser.add_argument(
+        "--breakdown", action="store_true", help="what an idle async service's memory is made of"
+    )
     args = parser.parse_args()
     quiet_logs()
-    if args.child:
+    if args.breakdown:
+        _breakdown()
+    elif args.child:
         kind, idle, traced = args.child
         print(json.dumps(_child(kind, float(idle), traced == "traced")))
     else:
