@@ -94,25 +94,6 @@ def _refuse_sync_hooks(cls: type[AsyncService]) -> None:
 _ARMED = object()  # what _arm_thread returns: the task is placed by _begin_thread
 
 
-class _Cond(threading.Condition):
-    """An async service's Condition: lighter to hold, and a notify to nobody costs nothing.
-
-    A stop notifies each service several times, mostly with nobody waiting (the stop finds
-    most of a wave ended already); ``threading.Condition.notify`` costs a lock test and a
-    deque copy even for nobody, a thousand times per stop. Its waiters go in a list (all
-    the operations CPython's Condition uses on them are a list's): an empty deque is 760
-    bytes, a tenth of an idle async service.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(threading.Lock())
-        self._waiters: list[Any] = []
-
-    def notify_all(self) -> None:
-        if self._waiters:  # CPython's list of waiting threads
-            super().notify_all()
-
-
 class AsyncService(Service):
     """A service whose hooks are coroutines, run as one task on an event loop.
 
@@ -155,7 +136,6 @@ class AsyncService(Service):
         self._hook_task: asyncio.Future[None] | None = None
         self._cancelled = False
         super()._configure(options)
-        self._cond = _Cond()
 
     def _new_run(self) -> None:
         self.loop_blocked = 0
@@ -309,7 +289,6 @@ class AsyncService(Service):
     def _reset_after_fork(self) -> None:
         self._task, self._place, self._waiters, self._hook_task = None, None, [], None
         super()._reset_after_fork()
-        self._cond = _Cond()
 
     def _loop_gone(self) -> None:
         """Its loop was closed under it (never run to the task's end): it ended there."""

@@ -28,6 +28,7 @@ import structlog
 from . import leases
 from . import state as _state
 from ._clock import REAL_CLOCK, Clock
+from ._condition import LeanCondition
 from ._logging import LEVELS, emit, service_logger
 from ._saferepr import type_name
 from ._stacks import thread_stack
@@ -185,7 +186,7 @@ class Service(_Declared):
         self.last_error: dict[str, str] | None = None
         # _cond guards: _state, _stop_requested, _stop_hook_done, _setup_ended, _exited,
         # _thread and _owner. Waiters (wait(), wait_for_state(), the supervisor) sleep on it.
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = LeanCondition()
         self._state = ServiceState.NEW
         self._stop_requested = False
         self._stepping_down = False  # the lease was lost: run() is asked to end, not the service
@@ -576,7 +577,7 @@ class Service(_Declared):
 
     def _reset_after_fork(self) -> None:
         """In a forked child: the thread is gone, so the service is not running."""
-        self._cond = threading.Condition(threading.Lock())  # the parent's may have been held
+        self._cond = LeanCondition()  # the parent's may have been held
         with self._cond:
             if self._state.active:
                 self._move(_S.STOPPED)
