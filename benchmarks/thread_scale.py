@@ -116,12 +116,15 @@ def _medians(kind: str, count: int, repeats: int) -> dict[str, float]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    sizes, repeats = ((10, 100, 1000), 1) if quick else ((10, 100, 1000, 5000), 3)
+    # small sizes take milliseconds, where one hiccup of the machine is the whole figure:
+    # more runs there (each a fresh process)
+    sizes = {10: 3, 100: 3, 1000: 1} if quick else {10: 15, 100: 9, 1000: 3, 5000: 3}
+    repeats = 1 if quick else 3
     results: list[Result] = []
     memory: dict[str, dict[str, float]] = {}
-    for count in sizes:
+    for count, runs in sizes.items():
         figures: dict[str, list[dict[str, float]]] = {"ours": [], "bare": []}
-        for _ in range(repeats):  # alternate, so that load on the machine hits both alike
+        for _ in range(runs):  # alternate, so that load on the machine hits both alike
             for kind in figures:
                 figures[kind].append(_measure(kind, count))
         ours, bare = (
