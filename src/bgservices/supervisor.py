@@ -657,8 +657,8 @@ class Supervisor:
         earliest stall or tick deadline passes, so it costs nothing while all is quiet.
 
         It starts once start() has launched every service, and first judges every service
-        that changed meanwhile: a thread started earlier would compete with each launch for
-        the GIL (a 1-service start took 2-3 ms rather than 0.5).
+        that changed meanwhile: started earlier, it would wake at each launch and compete
+        with the next one for the GIL.
         """
         self._watch_generation += 1
         thread = threading.Thread(
