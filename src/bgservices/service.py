@@ -558,6 +558,8 @@ class Service(_Declared):
 
     def _wait_exited(self, timeout: float | None) -> bool:
         """Wait for the service thread to finish its life cycle; True if it has."""
+        if self._exited:  # most calls of a stop: it ended while the others were asked
+            return True
         if self._thread is threading.current_thread():
             return False
         with self._cond:
@@ -738,8 +740,9 @@ class Service(_Declared):
                 self._call_hook(self.run)
             except BaseException as exc:
                 outcome = (self._run_failed(exc), exc)
-        with self._cond:  # on_stop_requested may still run: the two never overlap
-            self._cond.wait_for(lambda: self._stop_hook_done)
+        if not self._stop_hook_done:  # on_stop_requested may still run: never both at once
+            with self._cond:
+                self._cond.wait_for(lambda: self._stop_hook_done)
         try:
             self._call_hook(self.teardown)
         except BaseException as exc:
