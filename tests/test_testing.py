@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import random
 import signal
 import threading
 
@@ -174,20 +173,6 @@ def test_advance_runs_exactly_the_ticks_that_are_due() -> None:
     assert clock.monotonic() == 3610.0 and clock.time() == 1_700_000_000.0 + 3610.0
 
 
-def test_jitter_is_drawn_from_the_clocks_seeded_random() -> None:
-    clock = FakeClock(seed=7)
-    svc = Ticker(interval=10, jitter=2, schedule="fixed_delay")
-    with supervised(svc, clock=clock):
-        clock.wait_for_sleepers(1)
-        clock.advance(40)
-    expected, draws, at = [], random.Random(7), 0.0
-    at += draws.uniform(0, 2)  # the first tick's jitter
-    while at <= 40:
-        expected.append(at)
-        at += 10 + draws.uniform(0, 2)
-    assert svc.at == pytest.approx(expected, abs=1e-12)
-
-
 def test_chosen_draws_give_exact_jitter_and_backoff() -> None:
     clock = FakeClock(uniform=lambda low, high: high)  # always the longest
     svc = Ticker(interval=10, jitter=1)
@@ -287,32 +272,6 @@ def test_a_wait_with_no_timeout_is_not_a_sleeper_but_settles_an_advance() -> Non
         with pytest.raises(TimeoutError, match="0 of 1 waits"):
             clock.wait_for_sleepers(1, timeout=0.01)  # time alone would never move it on
     assert svc.state is ServiceState.STOPPED
-
-
-def test_a_thread_stall_is_reported_on_the_fake_clock() -> None:
-    class Beating(Service):
-        def init_state(self) -> None:
-            super().init_state()
-            self.beating = True
-
-        def run(self) -> None:
-            while not self.wait(1):
-                if self.beating:
-                    self.heartbeat()
-
-    clock = FakeClock(settle_timeout=0.3)
-    svc = Beating(stall_after=5)
-    with capture_events() as events, supervised(svc, clock=clock) as sup:
-        clock.wait_for_sleepers(2)  # the service's wait, and the watchdog's for the stall
-        clock.advance(10)
-        assert sup.health()["services"]["beating"]["health"] == "ok"
-        svc.beating = False  # its last heartbeat is at 10
-        clock.advance(4.5)
-        assert not events.matching("service.stalled")
-        clock.advance(0.5)  # exactly stall_after since the last heartbeat
-        stalled = events.wait_for("service.stalled", service="beating", timeout=1)
-        assert stalled["stall_after"] == 5
-        assert sup.health()["services"]["beating"]["health"] == "failing"
 
 
 def test_the_fake_clock_refuses_to_go_back() -> None:

@@ -8,10 +8,12 @@ import threading
 
 import pytest
 
-from bgservices import Backoff, PeriodicService, ServiceState, Supervisor
+from bgservices import Backoff, PeriodicService, Service, ServiceState, Supervisor
 from bgservices._clock import REAL_CLOCK
 from bgservices.aio import AsyncPeriodicService, AsyncService
 from bgservices.testing import FakeClock, capture_events, run_ticks, supervised
+
+from .test_testing import Ticker
 
 
 class AsyncTicker(AsyncPeriodicService):
@@ -54,9 +56,10 @@ def test_advance_runs_exactly_the_async_ticks_that_are_due() -> None:
     assert clock.monotonic() == 3610.0 and clock.sleepers == 0
 
 
-def test_async_jitter_is_drawn_from_the_clocks_seeded_random() -> None:
+@pytest.mark.parametrize("kind", [Ticker, AsyncTicker], ids=["thread", "async"])
+def test_jitter_is_drawn_from_the_clocks_seeded_random(kind: type[PeriodicService]) -> None:
     clock = FakeClock(seed=7)
-    svc = AsyncTicker(interval=10, jitter=2, schedule="fixed_delay")
+    svc = kind(interval=10, jitter=2, schedule="fixed_delay")
     with supervised(svc, clock=clock):
         clock.wait_for_sleepers(1)
         clock.advance(40)
@@ -65,7 +68,7 @@ def test_async_jitter_is_drawn_from_the_clocks_seeded_random() -> None:
     while at <= 40:
         expected.append(at)
         at += 10 + draws.uniform(0, 2)
-    assert svc.at == pytest.approx(expected, abs=1e-12)
+    assert svc.at == pytest.approx(expected, abs=1e-12)  # type: ignore[attr-defined]
 
 
 def test_a_stop_wakes_an_async_wait_without_moving_time() -> None:
@@ -254,27 +257,44 @@ def test_run_ticks_raises_an_async_ticks_error_after_teardown_and_reads_the_cloc
     assert events.names("ticker") == ["service.tick_failed"]
 
 
-def test_an_async_stall_is_reported_on_the_fake_clock() -> None:
-    class Beating(AsyncService):
-        def init_state(self) -> None:
-            super().init_state()
-            self.beating = True
+class Beating(Service):
+    """Heartbeats every second while ``beating``."""
 
-        async def run(self) -> None:
-            while not await self.wait(1):
-                if self.beating:
-                    self.heartbeat()
+    def init_state(self) -> None:
+        super().init_state()
+        self.beating = True
 
+    def run(self) -> None:
+        while not self.wait(1):
+            if self.beating:
+                self.heartbeat()
+
+
+class AsyncBeating(AsyncService):
+    """``Beating`` on the loop."""
+
+    def init_state(self) -> None:
+        super().init_state()
+        self.beating = True
+
+    async def run(self) -> None:
+        while not await self.wait(1):
+            if self.beating:
+                self.heartbeat()
+
+
+@pytest.mark.parametrize("kind", [Beating, AsyncBeating], ids=["thread", "async"])
+def test_a_stall_is_reported_on_the_fake_clock(kind: type[Service]) -> None:
     clock = FakeClock(settle_timeout=0.3)
-    svc = Beating(stall_after=5)
+    svc = kind(name="beating", stall_after=5)
     with capture_events() as events, supervised(svc, clock=clock) as sup:
         clock.wait_for_sleepers(2)  # the service's wait, and the watchdog's for the stall
         clock.advance(10)
         assert sup.health()["services"]["beating"]["health"] == "ok"
-        svc.beating = False  # its last heartbeat is at 10
+        svc.beating = False  # type: ignore[attr-defined]  # its last heartbeat is at 10
         clock.advance(4.5)
         assert not events.matching("service.stalled")
-        clock.advance(1)
+        clock.advance(0.5)  # exactly stall_after since the last heartbeat
         stalled = events.wait_for("service.stalled", service="beating", timeout=1)
         assert stalled["stall_after"] == 5
         assert sup.health()["services"]["beating"]["health"] == "failing"
