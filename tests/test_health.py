@@ -74,6 +74,39 @@ def test_failing_ticks_degrade_then_fail_and_recover(make_supervisor, recorder) 
     assert sup.healthy
 
 
+class _SlowToDescribe(RuntimeError):
+    """Its message takes a while to build, as a traceback's source lines can (file reads)."""
+
+    def __str__(self) -> str:
+        time.sleep(0.2)  # the window in which a health verdict used to see a count, no error
+        return "slow to describe"
+
+
+class SlowError(PeriodicService):
+    interval = 0.01
+    failing_after_errors = 1
+
+    def tick(self) -> None:
+        raise _SlowToDescribe
+
+
+def test_whoever_sees_a_failure_counted_sees_its_error(make_supervisor) -> None:
+    service = SlowError(name="slow")
+    sup = make_supervisor(service)
+    errors_seen: list[dict[str, str] | None] = []
+    judged = threading.Event()
+
+    def on_event(event: Any) -> None:
+        if event.event == "service.health" and event.fields.get("health") == "failing":
+            errors_seen.append(service.last_error)
+            judged.set()
+
+    sup.add_listener(on_event)
+    sup.start()
+    assert judged.wait(5)
+    assert errors_seen[0] is not None and errors_seen[0]["message"] == "slow to describe"
+
+
 def test_a_daemon_service_failing_does_not_make_the_supervisor_unhealthy(make_supervisor) -> None:
     flaky = Flaky(name="flaky", daemon=False)
     background = Flaky(name="background", failing_after_errors=1)

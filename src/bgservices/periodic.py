@@ -191,9 +191,9 @@ class PeriodicService(Service):
         """A tick raised: counted and logged; re-raised (to end the run) past the limit."""
         if isinstance(exc, DoNotRestart):
             raise exc
+        self._record_error(exc)  # first: whoever sees the count sees the error it counts
         self.errors += 1
         self.consecutive_errors += 1
-        self._record_error(exc)
         self._emit("service.tick_failed", "error", exc=exc, consecutive=self.consecutive_errors)
         limit = self.max_consecutive_errors
         if limit is not None and self.consecutive_errors >= limit:

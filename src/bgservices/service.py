@@ -776,8 +776,8 @@ class Service(_Declared):
         Plain ``threading`` drops a ``SystemExit`` raised in a thread without a word; here it
         is a crash like any other, and the restart policy decides what follows.
         """
+        self._record_error(exc)  # first: whoever sees the count sees the error it counts
         self.crashes += 1
-        self._record_error(exc)
         self._emit("service.crashed", "error", exc=exc, hook=hook)
 
     def _record_error(self, exc: BaseException) -> None:
