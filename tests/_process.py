@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -34,6 +35,16 @@ def user_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _as_from_a_terminal() -> None:
+    """In the child: Ctrl-C (SIGINT) does what it does for a command typed in a terminal.
+
+    A shell without job control starts background commands with SIGINT ignored, and the
+    child would inherit that: the suite run as ``pytest &`` from a script must still test
+    what Ctrl-C does.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class App:
     def __init__(
         self,
@@ -48,6 +59,7 @@ class App:
             text=True,
             env=dict(env) if env is not None else user_env(),
             cwd=cwd,
+            preexec_fn=_as_from_a_terminal,
         )
         self._cond = threading.Condition()
         self.out: list[str] = []
