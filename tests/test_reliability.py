@@ -498,7 +498,7 @@ def test_a_thousand_late_services_behind_a_slow_log_sink_stop_by_the_deadline(
 
     class Sticky(Service):
         def run(self) -> None:
-            while not release.wait(0.01):  # ignores the stop until the test releases it
+            while not release.wait(1):  # ignores the stop until the test releases it
                 pass
 
     class SlowSink(logging.Handler):
