@@ -27,7 +27,6 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
         if os.environ.get("CI") and not os.environ.get("BGSERVICES_NO_REDIS"):
             pytest.fail(f"{reason}, and CI must run the Redis tests")
         pytest.skip(reason)
-    pytest.importorskip("redis", reason="redis-py is missing: pip install -e '.[test]'")
     directory = tmp_path / "redis"
     directory.mkdir()
     server = RedisServer(directory)
