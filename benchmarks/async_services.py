@@ -154,48 +154,34 @@ def _lateness(stamps: list[list[float]]) -> tuple[float, float, float]:
     return statistics.fmean(late) * 1000, max(late) * 1000, statistics.fmean(drifts) * 1000
 
 
-def _ticks_async(ticks: int) -> list[list[float]]:
-    from bgservices import AsyncPeriodicService, Supervisor
+def _ticks_ours(ticks: int, *, asynchronous: bool) -> list[list[float]]:
+    """Tick times of TICKERS services, async ones on one loop or thread ones, until each
+    has ticked *ticks* times."""
+    from bgservices import AsyncPeriodicService, PeriodicService, Service, Supervisor
 
     stamps: list[list[float]] = [[] for _ in range(TICKERS)]
     done = threading.Semaphore(0)
 
-    class Stamp(AsyncPeriodicService):
+    def stamp(service: Service) -> None:
+        series = stamps[int(service.name[1:])]
+        series.append(time.monotonic())
+        if len(series) == ticks:
+            done.release()
+
+    class AsyncStamp(AsyncPeriodicService):
         interval = INTERVAL
 
-        def init_state(self) -> None:
-            super().init_state()
-            self.series = stamps[int(self.name[1:])]
-
         async def tick(self) -> None:
-            self.series.append(time.monotonic())
-            if len(self.series) == ticks:
-                done.release()
+            stamp(self)
 
-    sup = Supervisor([Stamp(name=f"s{n}") for n in range(TICKERS)], stop_at_exit=False)
-    sup.start()
-    for _ in range(TICKERS):
-        assert done.acquire(timeout=ticks * INTERVAL * 5 + 10)
-    sup.stop()
-    return [series[:ticks] for series in stamps]
-
-
-def _ticks_threads(ticks: int) -> list[list[float]]:
-    from bgservices import PeriodicService, Supervisor
-
-    stamps: list[list[float]] = [[] for _ in range(TICKERS)]
-    done = threading.Semaphore(0)
-
-    class Stamp(PeriodicService):
+    class ThreadStamp(PeriodicService):
         interval = INTERVAL
 
         def tick(self) -> None:
-            series = stamps[int(self.name[1:])]
-            series.append(time.monotonic())
-            if len(series) == ticks:
-                done.release()
+            stamp(self)
 
-    sup = Supervisor([Stamp(name=f"s{n}") for n in range(TICKERS)], stop_at_exit=False)
+    kind = AsyncStamp if asynchronous else ThreadStamp
+    sup = Supervisor([kind(name=f"s{n}") for n in range(TICKERS)], stop_at_exit=False)
     sup.start()
     for _ in range(TICKERS):
         assert done.acquire(timeout=ticks * INTERVAL * 5 + 10)
@@ -259,8 +245,8 @@ def run(quick: bool = False) -> list[Result]:
     ours, aps = _measure("ours", idle), _measure("apscheduler", idle)
     ours_traced, aps_traced = _measure("ours", 0, True), _measure("apscheduler", 0, True)
     ticks = 50 if quick else 300
-    async_late = _lateness(_ticks_async(ticks))
-    thread_late = _lateness(_ticks_threads(ticks))
+    async_late = _lateness(_ticks_ours(ticks, asynchronous=True))
+    thread_late = _lateness(_ticks_ours(ticks, asynchronous=False))
     aps_late = _lateness(_ticks_apscheduler(ticks))
     peer = f"APScheduler {apscheduler_version()} AsyncIOScheduler"
 
