@@ -31,7 +31,7 @@ from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
 from .backoff import Backoff
 from .errors import ConfigError, Problem
-from .health import ServiceHealth, Verdict, deadline, evaluate
+from .health import ServiceHealth, Verdict, deadline, evaluate, up_and_ready
 from .options import option, validate_options
 from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
@@ -347,7 +347,7 @@ class Supervisor:
     @property
     def ready(self) -> bool:
         """True while running with every service ready (``Service.ready``), or in STANDBY."""
-        return self._phase is Phase.RUNNING and all(_up_and_ready(s) for s in self)
+        return self._phase is Phase.RUNNING and all(up_and_ready(s) for s in self)
 
     def health(self) -> dict[str, Any]:
         """The whole health report: ``healthy``, ``ready``, and per service its verdict
@@ -602,7 +602,7 @@ class Supervisor:
             others = required()
             if any(o is None or o.state.ended or o.stopping for o in others):
                 return True
-            return all(o is not None and _up_and_ready(o)
+            return all(o is not None and up_and_ready(o)
                        for o in others)  # fmt: skip
 
         with self._changed:
@@ -615,7 +615,7 @@ class Supervisor:
                 return False
             missing = [
                 name for name, o in zip(service.requires, required(), strict=True)
-                if o is None or not _up_and_ready(o)
+                if o is None or not up_and_ready(o)
             ]  # fmt: skip
         if not missing:
             return True
@@ -1099,14 +1099,6 @@ class Supervisor:
             service._reset_after_fork()
 
 
-def _is_ready(service: Service) -> bool:
-    """``service.ready``; a property that raises counts as not ready."""
-    try:
-        return bool(service.ready)
-    except Exception:
-        return False
-
-
 def _stop_waves(services: list[Service]) -> list[list[Service]]:
     """*services* (newest first) in stop waves: each after every service requiring it."""
     dependents = _dependents(services)
@@ -1130,9 +1122,3 @@ def _dependents(services: list[Service]) -> dict[str, int]:
             if required != service.name and required in counts:
                 counts[required] += 1
     return counts
-
-
-def _up_and_ready(service: Service) -> bool:
-    """RUNNING and ready, or in STANDBY (its lease held elsewhere: ready by waiting)."""
-    state = service.state
-    return state is ServiceState.STANDBY or (state is ServiceState.RUNNING and _is_ready(service))
