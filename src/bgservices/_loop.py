@@ -158,10 +158,12 @@ class Place:
         self._on_empty = on_empty  # the host's loop stops when its last task has ended
         self.closed = False
         self.watchdog: Watchdog | None = None
-        #: Cancellations at a stop deadline share one short wait: see AsyncService._wait_exited.
-        self.cancel_until = 0.0
         self._lock = threading.Lock()
-        self._tasks = 0
+        self._members: set[Any] = set()  # who is in (the async services whose tasks run here)
+        self._sweeps = 0  # deadline sweeps posted so far
+        #: The latest sweep of each kind (everyone: True, critical only: False): its number
+        #: and when its window ends.
+        self._swept: dict[bool, tuple[int, float]] = {}
         self._posted: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
         self._drain_due: str | None = None  # "now" or "later": a drain is scheduled
 
@@ -170,24 +172,24 @@ class Place:
         """The loop thread is the host's (it ends with the loop), not the caller's."""
         return self._on_empty is not None
 
-    def enter(self, threshold: float | None) -> bool:
-        """Count one more task (watched if *threshold*); False once this place has closed."""
+    def enter(self, who: Any, threshold: float | None) -> bool:
+        """Count *who*'s task in (watched if *threshold*); False once this place has closed."""
         with self._lock:
             if self.closed:
                 return False
-            self._tasks += 1
+            self._members.add(who)
             if threshold is not None:
                 if self.watchdog is None:
                     self.watchdog = Watchdog(self.thread, threshold)
                 self.watchdog.threshold = min(self.watchdog.threshold, threshold)
             return True
 
-    def leave(self) -> None:
-        """A task ended (or never started): the last one out closes the watchdog (and the
-        host's loop)."""
+    def leave(self, who: Any) -> None:
+        """*who*'s task ended (or never started): the last one out closes the watchdog (and
+        the host's loop)."""
         with self._lock:
-            self._tasks -= 1
-            if self._tasks > 0:
+            self._members.discard(who)
+            if self._members:
                 return
             watchdog, self.watchdog = self.watchdog, None
             if self._on_empty is not None:
@@ -196,6 +198,34 @@ class Place:
             watchdog.close()
         if self._on_empty is not None:
             self._on_empty()
+
+    def members(self) -> list[Any]:
+        """Who has a task here now."""
+        with self._lock:
+            return list(self._members)
+
+    @property
+    def ticket(self) -> int:
+        """Taken when a stop is asked: a deadline sweep numbered from it on covers that stop."""
+        return self._sweeps
+
+    def sweep(
+        self, ticket: int, everyone: bool, cancel: Callable[[bool], None], window: float
+    ) -> float:
+        """At a stop's deadline: post ``cancel(everyone)`` to cancel every stopping task
+        (only critical ones unless *everyone*) in one loop callback, unless a sweep posted
+        since *ticket* covers it already; when the window shared by that sweep ends."""
+        with self._lock:
+            for kind in (True,) if everyone else (True, False):
+                number, until = self._swept.get(kind, (-1, 0.0))
+                if number >= ticket:
+                    return until
+            until = time.monotonic() + window
+            self._swept[everyone] = (self._sweeps, until)
+            self._sweeps += 1
+        with contextlib.suppress(RuntimeError):  # closed: nothing left to cancel
+            self.post(cancel, everyone)
+        return until
 
     def abandon(self) -> None:
         """Interpreter exit, and only abandoned daemon-safe tasks are left: stop the host's
@@ -277,18 +307,18 @@ class LoopHost:
         self._lock = threading.Lock()
         self._current: Place | None = None
 
-    def enter(self, *, daemonic: Callable[[], bool], threshold: float | None) -> Place:
+    def enter(self, who: Any, *, daemonic: Callable[[], bool], threshold: float | None) -> Place:
         """The place a new task goes on, counted (``leave()`` it when the task ends); a new
         loop thread is a daemon if ``daemonic()`` (asked only then: it may be costly)."""
         with self._lock:
             place = self._current
-            if place is not None and place.enter(threshold):
+            if place is not None and place.enter(who, threshold):
                 return place
             daemon = daemonic()
             loop = asyncio.new_event_loop()
             thread = threading.Thread(target=_serve, args=(loop,), name=self._name, daemon=daemon)
             place = self._current = Place(loop, thread, on_empty=_stopper(loop))
-            place.enter(threshold)
+            place.enter(who, threshold)
             thread.start()
             return place
 
@@ -337,13 +367,14 @@ class Loops:
         with self._lock:
             self._caller = None
 
-    def enter(self, threshold: float | None) -> Place:
-        """Where an async service launched now runs, counted: ``Place.leave()`` at its end."""
+    def enter(self, who: Any, threshold: float | None) -> Place:
+        """Where *who*, an async service launched now, runs, counted in: ``Place.leave(who)``
+        at its end."""
         with self._lock:
             caller = self._caller
-        if caller is not None and caller.enter(threshold):
+        if caller is not None and caller.enter(who, threshold):
             return caller
-        return self._host.enter(daemonic=self._all_daemon_safe, threshold=threshold)
+        return self._host.enter(who, daemonic=self._all_daemon_safe, threshold=threshold)
 
     def _all_daemon_safe(self) -> bool:
         return not any(getattr(s, "is_async", False) and not s.daemon for s in self._owner)

@@ -24,7 +24,7 @@ import inspect
 import threading
 import time
 import traceback
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from . import _exit
@@ -39,9 +39,9 @@ from .state import ServiceState
 __all__ = ["AsyncPeriodicService", "AsyncService"]
 
 _S = ServiceState
-#: After a cancellation at the deadline, how long a stop waits for the task to unwind (one
-#: window shared by every cancellation of the same loop within a second, so that a thousand
-#: stragglers cost it once).
+#: After the cancellation at the deadline, how long a stop waits for the tasks to unwind (one
+#: window for every task of the loop cancelled by the same sweep, so that a thousand stragglers
+#: cost it once).
 _CANCEL_WAIT = 0.1
 
 
@@ -62,6 +62,18 @@ def _await_chain(task: asyncio.Task[Any]) -> str:
     if awaited is not None:
         text += f"  awaiting {safe_repr(awaited)}\n"
     return text
+
+
+def _cancel_stopping(place: Place) -> Callable[[bool], None]:
+    """The deadline sweep of *place* (on its loop): cancel the task of every service whose
+    stop was asked (daemon-safe ones too if *everyone*: theirs is the last deadline)."""
+
+    def cancel(everyone: bool) -> None:
+        for service in place.members():
+            if service._stop_requested and (everyone or not service.daemon):
+                service._cancel_in_loop()
+
+    return cancel
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -135,6 +147,7 @@ class AsyncService(Service):
         self._waiters: list[asyncio.Future[None]] = []
         self._hook_task: asyncio.Future[None] | None = None
         self._cancelled = False
+        self._stop_ticket = 0  # Place.ticket when the stop was asked
         super()._configure(options)
 
     def _new_run(self) -> None:
@@ -209,14 +222,15 @@ class AsyncService(Service):
             owner = self._owner
             if owner is None:
                 raise RuntimeError(f"async service {self.name!r} has no supervisor")
-            place = owner._event_loop().enter(self.loop_block_threshold)  # type: ignore[attr-defined]
+            place = owner._event_loop().enter(self, self.loop_block_threshold)  # type: ignore[attr-defined]
             assert place is not None
             self._place, self._thread = place, place.thread
             self._task, self._hook_task, self._cancelled = None, None, False
+            self._stop_ticket = place.ticket  # a stop asked already: asked before any sweep
             place.post(self._spawn)
         except BaseException as exc:  # no loop could be had, or it was closed
             if place is not None:
-                place.leave()
+                place.leave(self)
             with self._cond:
                 self._setup_ended = self._exited = True
                 self._cond.notify_all()
@@ -228,6 +242,7 @@ class AsyncService(Service):
         try:
             if place is None:
                 raise RuntimeError("not placed")
+            self._stop_ticket = place.ticket
             if place.thread is threading.current_thread():  # on its loop: nothing to batch
                 place.post(self._stop_in_loop, run_hook)
             else:  # the stop asks the rest of the wave next, then waits for them
@@ -238,8 +253,9 @@ class AsyncService(Service):
                 self._cond.notify_all()
 
     def _wait_exited(self, timeout: float | None) -> bool:
-        """Wait for the task to end; past *timeout* a stopping task is cancelled and given
-        a short moment (shared by all of its loop's cancellations) to unwind."""
+        """Wait for the task to end; past *timeout* every stopping task of its loop (critical
+        ones only, if this one is) is cancelled at once and given one short window to unwind:
+        a task that survives it is a straggler."""
         if self._exited:  # most of a stop's calls: its task ended while others were asked
             return True
         place = self._place
@@ -255,13 +271,10 @@ class AsyncService(Service):
         if place.loop.is_closed():
             self._loop_gone()
             return True
-        with contextlib.suppress(RuntimeError):
-            place.post(self._cancel_in_loop)
-        now = time.monotonic()
-        if place.cancel_until < now - 1.0:
-            place.cancel_until = now + _CANCEL_WAIT
+        everyone = bool(self.daemon)  # a daemon-safe one past its deadline: the last one
+        until = place.sweep(self._stop_ticket, everyone, _cancel_stopping(place), _CANCEL_WAIT)
         with self._cond:
-            if self._cond.wait_for(lambda: self._exited, max(0.0, place.cancel_until - now)):
+            if self._cond.wait_for(lambda: self._exited, max(0.0, until - time.monotonic())):
                 return True
         if self.daemon and _exit.interpreter_exiting() and not self._critical_on(place):
             place.abandon()  # else its loop thread, non-daemon, would hold the exit forever
@@ -392,7 +405,7 @@ class AsyncService(Service):
                     self._thread = None  # the caller's: a stop must not join what awaits it
                 self._cond.notify_all()
             if place is not None:
-                place.leave()
+                place.leave(self)
             owner = self._owner
             if owner is not None:
                 owner._service_ended(self)
