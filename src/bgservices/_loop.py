@@ -34,13 +34,15 @@ class Watched(Protocol):
 
 
 class Watchdog:
-    """Reports, once per step, a step of a watched task that holds its loop too long."""
+    """Reports, once per step, a step of a watched task that holds its loop longer than that
+    task's own threshold; it wakes at most once per the lowest threshold while steps run."""
 
     def __init__(self, thread: threading.Thread, threshold: float) -> None:
         self.loop_thread, self.threshold = thread, threshold
         self._cond = threading.Condition(threading.Lock())
         self._since: float | None = None  # when the current step began; None between steps
         self._who: Watched | None = None
+        self._limit = threshold  # the current step's own threshold
         self._steps = 0
         self._seen = 0  # _steps at the last look
         self._reported = -1
@@ -57,15 +59,22 @@ class Watchdog:
             self._closed = True
             self._cond.notify_all()
 
+    def watch_every(self, threshold: float) -> None:
+        """A task with *threshold* comes: wake at least that often (a sleep under way too)."""
+        with self._cond:
+            if threshold < self.threshold:
+                self.threshold = threshold
+                self._cond.notify_all()
+
     def join(self, timeout: float | None = None) -> None:
         if self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     # -- in the loop thread: cheap, unless the watchdog sleeps --------------------------------
 
-    def began(self, who: Watched) -> None:
+    def began(self, who: Watched, threshold: float) -> None:
         self._steps += 1
-        self._who = who
+        self._who, self._limit = who, threshold
         self._since = time.monotonic()
         if self._asleep:
             with self._cond:
@@ -79,7 +88,7 @@ class Watchdog:
     def _watch(self) -> None:
         with self._cond:
             while not self._closed:
-                since, steps, who = self._since, self._steps, self._who
+                since, steps, who, limit = self._since, self._steps, self._who, self._limit
                 if since is None or steps == self._reported:
                     quiet = steps == self._seen
                     self._seen = steps
@@ -89,8 +98,8 @@ class Watchdog:
                     self._asleep = False
                     continue
                 late = time.monotonic() - since
-                if late < self.threshold:
-                    self._cond.wait(self.threshold - late)
+                if late < limit:
+                    self._cond.wait(min(limit - late, self.threshold))
                     continue
                 self._reported = self._seen = steps
                 stack = thread_stack(self.loop_thread)
@@ -105,20 +114,26 @@ class Watchdog:
 
 
 class Timed(Coroutine[Any, Any, None]):
-    """A service's coroutine, each step timed by the watchdog of the loop it runs on."""
+    """A service's coroutine, each step timed against *threshold* by the watchdog of the loop
+    it runs on (none: not timed)."""
 
-    __slots__ = ("_coro", "_watchdog", "_who")
+    __slots__ = ("_coro", "_threshold", "_watchdog", "_who")
 
     def __init__(
-        self, coro: Coroutine[Any, Any, None], watchdog: Watchdog | None, who: Watched
+        self,
+        coro: Coroutine[Any, Any, None],
+        watchdog: Watchdog | None,
+        who: Watched,
+        threshold: float = 0.0,
     ) -> None:
         self._coro, self._watchdog, self._who = coro, watchdog, who
+        self._threshold = threshold
 
     def send(self, value: Any) -> Any:
         watchdog = self._watchdog
         if watchdog is None:
             return self._coro.send(value)
-        watchdog.began(self._who)
+        watchdog.began(self._who, self._threshold)
         try:
             return self._coro.send(value)
         finally:
@@ -128,7 +143,7 @@ class Timed(Coroutine[Any, Any, None]):
         watchdog = self._watchdog
         if watchdog is None:
             return self._coro.throw(*args)
-        watchdog.began(self._who)
+        watchdog.began(self._who, self._threshold)
         try:
             return self._coro.throw(*args)
         finally:
@@ -181,7 +196,7 @@ class Place:
             if threshold is not None:
                 if self.watchdog is None:
                     self.watchdog = Watchdog(self.thread, threshold)
-                self.watchdog.threshold = min(self.watchdog.threshold, threshold)
+                self.watchdog.watch_every(threshold)
             return True
 
     def leave(self, who: Any) -> None:

@@ -332,7 +332,9 @@ class AsyncService(Service):
     def _spawn(self) -> None:
         place = self._place
         assert place is not None
-        main = Timed(self._amain(), place.watchdog, self)
+        threshold = self.loop_block_threshold  # None: this service's steps are not timed
+        watchdog = None if threshold is None else place.watchdog
+        main = Timed(self._amain(), watchdog, self, threshold or 0.0)
         self._task = place.loop.create_task(main, name=f"bgservices:{self.name}")
 
     def _stop_in_loop(self, run_hook: bool) -> None:
