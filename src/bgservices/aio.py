@@ -259,6 +259,9 @@ class AsyncService(Service):
         if self._exited:  # most of a stop's calls: its task ended while others were asked
             return True
         place = self._place
+        if place is not None and place.loop.is_closed():  # closed under it, without astop()
+            self._loop_gone()
+            return True
         if place is None or place.thread is threading.current_thread():
             return self._exited  # on its own loop: waiting would stall what it waits for
         place.flush()  # the stops asked in a burst: run them now
@@ -268,7 +271,7 @@ class AsyncService(Service):
                 return True
             if not self._stop_requested:
                 return False
-        if place.loop.is_closed():
+        if place.loop.is_closed():  # closed while it waited
             self._loop_gone()
             return True
         everyone = bool(self.daemon)  # a daemon-safe one past its deadline: the last one
@@ -312,6 +315,13 @@ class AsyncService(Service):
                 self._move(_S.STOPPED)
             self._setup_ended = self._exited = True
             self._cond.notify_all()
+        place, task = self._place, self._task
+        if place is not None:
+            place.leave(self)  # its task never ends: the last one out closes the watchdog
+        if task is not None and not task.done():  # unwind it now, not at a random collection
+            task._log_destroy_pending = False  # type: ignore[attr-defined]  # reported here
+            with contextlib.suppress(RuntimeError):  # "coroutine ignored GeneratorExit"
+                task.get_coro().close()
         self._emit("service.stopped", "warning", reason="its event loop was closed")
         owner = self._owner
         if owner is not None:
@@ -394,23 +404,30 @@ class AsyncService(Service):
         try:
             self._emit("service.starting", "debug", restarts=self.restarts)
             await self._alive()
+        except GeneratorExit:  # closed by _loop_gone: it was told of its end there
+            raise
         except BaseException as exc:  # a bug here or in a listener: never leave it "RUNNING"
             self._record_error(exc)
             self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="internal")
         finally:
-            place = self._place
-            with self._cond:
-                if self._state.active:
-                    self._move(_S.FAILED)
-                self._setup_ended = self._exited = True
-                if place is not None and not place.owns_thread:
-                    self._thread = None  # the caller's: a stop must not join what awaits it
-                self._cond.notify_all()
-            if place is not None:
-                place.leave(self)
-            owner = self._owner
-            if owner is not None:
-                owner._service_ended(self)
+            self._task_ended()
+
+    def _task_ended(self) -> None:
+        place = self._place
+        with self._cond:
+            if self._exited:  # its loop was closed under it: _loop_gone did the rest
+                return
+            if self._state.active:
+                self._move(_S.FAILED)
+            self._setup_ended = self._exited = True
+            if place is not None and not place.owns_thread:
+                self._thread = None  # the caller's: a stop must not join what awaits it
+            self._cond.notify_all()
+        if place is not None:
+            place.leave(self)
+        owner = self._owner
+        if owner is not None:
+            owner._service_ended(self)
 
     async def _alive(self) -> None:
         """``Service._live``, awaiting where it blocks."""
