@@ -68,7 +68,12 @@ class RedisLeaseBackend:
         if not lock.acquire(blocking=False):
             return None
         self.commands += 1
-        token = self._fence(keys=[key, f"{key}:fence"], args=[lock.local.token])
+        try:
+            token = self._fence(keys=[key, f"{key}:fence"], args=[lock.local.token])
+        except BaseException:  # held with no number: free it now rather than at its TTL
+            with contextlib.suppress(Exception):
+                lock.release()
+            raise
         if token is None:  # it expired between the two calls (a TTL shorter than a round trip)
             return None
         now = time.time()
