@@ -211,7 +211,7 @@ class AsyncService(Service):
         with self._cond:
             if not self._exited or not self._move(_S.STARTING):
                 return RuntimeError(f"service {self.name!r} is already running")
-            self._stop_requested, self._stop_hook_done = False, True
+            self._stop_requested, self._place = False, None  # the last run's place is done
             self._setup_ended, self._exited = False, False
         return _ARMED
 
@@ -239,18 +239,16 @@ class AsyncService(Service):
 
     def _stop_requested_now(self, run_hook: bool) -> None:
         place = self._place
+        if place is None:  # not placed yet: its task sees the stop when it begins
+            return
+        self._stop_ticket = place.ticket
         try:
-            if place is None:
-                raise RuntimeError("not placed")
-            self._stop_ticket = place.ticket
             if place.thread is threading.current_thread():  # on its loop: nothing to batch
                 place.post(self._stop_in_loop, run_hook)
             else:  # the stop asks the rest of the wave next, then waits for them
                 place.post_batched(self._stop_in_loop, run_hook)
         except RuntimeError:  # its loop is closed: nothing of it can run any more
-            with self._cond:
-                self._stop_hook_done = True
-                self._cond.notify_all()
+            self._loop_gone()
 
     def _wait_exited(self, timeout: float | None) -> bool:
         """Wait for the task to end; past *timeout* every stopping task of its loop (critical
@@ -359,26 +357,16 @@ class AsyncService(Service):
             return
         if inspect.isawaitable(result):
             self._hook_task = asyncio.ensure_future(self._await_stop_hook(result))
-        else:
-            self._stop_hook_finished()
 
     async def _await_stop_hook(self, hook: Awaitable[None]) -> None:
         try:
             await hook
         except BaseException as exc:
             self._stop_hook_failed(exc)
-        else:
-            self._stop_hook_finished()
 
     def _stop_hook_failed(self, exc: BaseException) -> None:
         self._record_error(exc)
         self._emit("service.on_stop_requested_failed", "error", exc=exc)
-        self._stop_hook_finished()
-
-    def _stop_hook_finished(self) -> None:
-        with self._cond:
-            self._stop_hook_done = True
-            self._cond.notify_all()
 
     def _cancel_in_loop(self) -> None:
         task = self._task
