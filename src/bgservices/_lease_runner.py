@@ -68,6 +68,8 @@ class LeaseRunner:
         """Wait in STANDBY until the lease is held (True), or a stop is requested (False)."""
         service, lease = self._service, self._lease
         waited = False
+        chance = getattr(service._clock, "random", None)  # a test's clock may fix the draws
+        uniform = random.uniform if chance is None else chance.uniform
         if service.state is _S.RUNNING:  # it stepped down: no longer running, whatever follows
             waited = True
             if not service._transition(
@@ -87,8 +89,9 @@ class LeaseRunner:
                 ):
                     return False
                 service._setup_done()  # a standby counts as started
-            if service.wait(lease.retry_every * random.uniform(0.5, 1.0)):
+            if service.wait(lease.retry_every * uniform(0.5, 1.0)):
                 return False
+        held.acquired_at = held.last_renewed = service._clock.time()  # one clock for both
         self.current = held
         self._held_since = service._clock.monotonic()
         self.acquisitions += 1

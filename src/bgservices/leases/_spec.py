@@ -13,7 +13,8 @@ class HeldLease:
     """One acquisition of a lease: what the backend handed out, and what it needs to renew it.
 
     *token* is the fencing token: larger than every earlier one for *key*.
-    *acquired_at* and *last_renewed* are wall-clock times (``time.time()``).
+    *acquired_at* and *last_renewed* are wall-clock times (``time.time()``); a leased service
+    sets both from its own clock (``Service.clock``), as its other status times.
     """
 
     key: str
