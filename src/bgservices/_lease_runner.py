@@ -68,8 +68,7 @@ class LeaseRunner:
         """Wait in STANDBY until the lease is held (True), or a stop is requested (False)."""
         service, lease = self._service, self._lease
         waited = False
-        chance = getattr(service._clock, "random", None)  # a test's clock may fix the draws
-        uniform = random.uniform if chance is None else chance.uniform
+        uniform = _uniform(service._clock)
         if service.state is _S.RUNNING:  # it stepped down: no longer running, whatever follows
             waited = True
             if not service._transition(
@@ -116,7 +115,11 @@ class LeaseRunner:
             self._wake.notify_all()
         renewer, self._renewer = self._renewer, None
         if renewer is not None:
-            renewer.join()
+            renewer.join(self._lease.ttl)  # past it the lease has expired anyway
+            if renewer.is_alive():  # stuck in a call to the store: give the lease up all the same
+                self._service._emit(
+                    "lease.renewer_stuck", "warning", key=self.key, waited=self._lease.ttl
+                )
         self._give_up()
         service = self._service
         with service._cond:
@@ -191,10 +194,15 @@ class LeaseRunner:
                 self._step_down("renew deadline passed", held)
                 return
             sent = clock.monotonic()
+            owned: bool | Exception
             try:
                 owned = backend.renew(held, lease.ttl)
             except Exception as exc:
-                self._unreachable(exc, "renew")
+                owned = exc
+            if self._ending:  # the cycle ended meanwhile (it may have given up waiting for us)
+                return
+            if isinstance(owned, Exception):
+                self._unreachable(owned, "renew")
                 failing = True
                 next_at = clock.monotonic() + lease.renew_every / 4
                 continue
@@ -257,6 +265,12 @@ class LeaseRunner:
             "step_downs": self.step_downs,
             "last_step_down": self._step_down_reason,
         }
+
+
+def _uniform(clock: Any) -> Any:
+    """Where jitter is drawn from: the clock's ``random`` (a test's clock fixes the draws)."""
+    chance = getattr(clock, "random", None)
+    return random.uniform if chance is None else chance.uniform
 
 
 def _iso(timestamp: float) -> str:

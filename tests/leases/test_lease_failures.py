@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bgservices import Service, ServiceState, Supervisor
-from bgservices.leases import FileLeaseBackend, Lease
+from bgservices.leases import FileLeaseBackend, HeldLease, Lease
 from bgservices.testing import FakeClock
 
+from ..conftest import Recorder
 from ._redis_server import RedisServer
 
 
@@ -58,3 +60,37 @@ def test_a_standby_takes_its_retry_delay_and_lease_times_from_the_service_clock(
     assert service.wait_for_state(ServiceState.RUNNING, timeout=5)
     status = service.status()["lease"]
     assert status["acquired_at"] == status["last_renewed"] == "2023-11-14T22:13:30+00:00"
+
+
+class _HangingRenewals(FileLeaseBackend):
+    """A real file lease whose renewals hang until the test lets them go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.renewing = threading.Event()
+        self.let_go = threading.Event()
+
+    def renew(self, lease: HeldLease, ttl: float) -> bool:
+        self.renewing.set()
+        self.let_go.wait(30)
+        return super().renew(lease, ttl)
+
+
+def test_a_cycle_ends_though_a_renewal_hangs_and_the_hang_is_reported(
+    make_supervisor: Callable[..., Supervisor], recorder: Recorder, tmp_path: Path
+) -> None:
+    backend = _HangingRenewals()
+    service = Holds(lease=Lease(backend=backend, key=str(tmp_path / "job.lock"), ttl=0.6))
+    sup = make_supervisor(service, shutdown_timeout=5.0)
+    sup.start()
+    try:
+        assert backend.renewing.wait(5)  # the renewer is stuck in the store
+        report = sup.stop()  # the cycle's end waits for the renewer at most one ttl
+        assert report.clean, report
+        event = recorder.wait_for("lease.renewer_stuck", service="holds")
+        assert event["waited"] == 0.6
+        again = FileLeaseBackend().acquire(str(tmp_path / "job.lock"), 1.0)
+        assert again is not None  # released, not held until the renewal comes back
+        backend.release(again)
+    finally:
+        backend.let_go.set()
