@@ -251,9 +251,9 @@ class AsyncService(Service):
             self._loop_gone()
 
     def _wait_exited(self, timeout: float | None) -> bool:
-        """Wait for the task to end; past *timeout* every stopping task of its loop (critical
-        ones only, if this one is) is cancelled at once and given one short window to unwind:
-        a task that survives it is a straggler."""
+        """Wait for the task to end; past *timeout* it is cancelled with every stopping task
+        of its loop and given one short window to unwind: a task that survives is a
+        straggler."""
         if self._exited:  # most of a stop's calls: its task ended while others were asked
             return True
         place = self._place
@@ -269,6 +269,11 @@ class AsyncService(Service):
                 return True
             if not self._stop_requested:
                 return False
+        return self._cancel_at_deadline(place)
+
+    def _cancel_at_deadline(self, place: Place) -> bool:
+        """Past its deadline: cancel every stopping task of its loop in one sweep (critical
+        ones only, if this one is) and wait the sweep's window; True if it ended."""
         if place.loop.is_closed():  # closed while it waited
             self._loop_gone()
             return True
