@@ -308,8 +308,7 @@ def supervised(
     )
     try:
         sup.start()
-        wait_ready = getattr(sup, "wait_ready", None)
-        up = wait_ready(timeout) if callable(wait_ready) else sup.wait_running(timeout)
+        up = sup.wait_ready(timeout)
         if not up:
             states = {s.name: s.state.value for s in sup}
             raise AssertionError(f"services not running within {timeout:g}s: {states}")
