@@ -657,7 +657,7 @@ def run_ticks(
         for index in range(n):
             if index and clock is not None:
                 clock.advance(service.interval)
-            begun = service.clock.monotonic()
+            begun = service._tick_begins()
             try:
                 service.tick()
             except Exception as exc:
@@ -677,7 +677,7 @@ async def _run_async_ticks(service: AsyncPeriodicService, n: int, clock: FakeClo
         for index in range(n):
             if index and clock is not None:
                 clock.advance(service.interval)
-            begun = service.clock.monotonic()
+            begun = service._tick_begins()
             try:
                 await service.tick()
             except Exception as exc:
