@@ -66,10 +66,6 @@ class Watchdog:
                 self.threshold = threshold
                 self._cond.notify_all()
 
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
     # -- in the loop thread: cheap, unless the watchdog sleeps --------------------------------
 
     def began(self, who: Watched, threshold: float) -> None:
