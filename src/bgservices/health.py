@@ -9,7 +9,7 @@ change a verdict, so one watchdog thread per supervisor can sleep until then.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._saferepr import safe_repr
@@ -86,7 +86,6 @@ class ServiceHealth:
     heartbeat_age: float | None = None
     stalled: bool = False
     overrun: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {

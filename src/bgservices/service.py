@@ -657,7 +657,7 @@ class Service(_Declared):
             self._fail(exc, f"over {self.max_restarts} restarts in {self.restart_window:g}s")
             return None
         attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
-        delay = self._backoff.delay(attempt, getattr(self._clock, "random", None))
+        delay = self._backoff.delay(attempt, self._clock.random)
         if not self._transition(
             _S.BACKOFF, "service.backoff", "warning", unless_stopping=True,
             attempt=attempt, delay=round(delay, 3),
