@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -117,3 +119,14 @@ def test_a_leased_warmer_loads_once_and_a_follower_reads_its_values(
     for warmer in warmers:
         assert isinstance(warmer.cache, RedisCache)
         warmer.cache.close()
+
+
+def test_importing_the_services_never_imports_redis_py() -> None:
+    """RedisCache imports redis-py in its constructor: the package imports without it."""
+    code = (
+        "import sys; sys.modules['redis'] = None\n"
+        "from bgservices.services import CacheWarmer, RedisCache\n"
+        "assert RedisCache.__name__ == 'RedisCache'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
