@@ -130,3 +130,21 @@ def test_importing_the_services_never_imports_redis_py() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_run_whose_mark_ready_fails_is_not_counted_as_a_success(
+    make_supervisor: MakeSupervisor, redis_server: RedisServer
+) -> None:
+    """Nothing to write, so marking the shared cache ready is the run's only Redis call."""
+    cache = RedisCache(redis_server.url, timeout=0.2)
+    redis_server.kill()
+    warmer = CacheWarmer(
+        loader=dict, backend=cache, interval=0.01, max_consecutive_errors=1, restart="never"
+    )
+    try:
+        with make_supervisor(warmer):
+            assert warmer.wait_for_state(ServiceState.FAILED, timeout=10)
+        assert warmer.errors == 1 and cache.degraded
+        assert warmer.runs == 0 and warmer.last_success_at is None and not warmer.ready
+    finally:
+        cache.close()

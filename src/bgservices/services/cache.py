@@ -225,14 +225,14 @@ class CacheWarmer(PeriodicService):
                 continue
             self.cache.set(key, value, ttl)
             warmed += 1
+        mark_ready = getattr(self.cache, "mark_ready", None)  # a shared backend's followers
+        if mark_ready is not None:
+            mark_ready(ttl)  # before the figures: a run it fails is not counted as a success
         self.runs += 1
         self.keys_warmed, self.failures = warmed, failures
         self.total_failures += failures
         self.last_duration = round(time.monotonic() - began, 6)
         self.last_success_at = time.time()
-        mark_ready = getattr(self.cache, "mark_ready", None)  # a shared backend's followers
-        if mark_ready is not None:
-            mark_ready(ttl)
         self._notify_ready(ready=True)
         self._emit("cache.warmed", keys=warmed, failures=failures, seconds=self.last_duration)
 
