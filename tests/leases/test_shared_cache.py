@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import msgspec
 import pytest
@@ -148,3 +149,23 @@ def test_a_run_whose_mark_ready_fails_is_not_counted_as_a_success(
         assert warmer.runs == 0 and warmer.last_success_at is None and not warmer.ready
     finally:
         cache.close()
+
+
+def test_the_writer_reads_its_values_as_decoded_whether_near_or_from_redis(
+    redis_server: RedisServer,
+) -> None:
+    """A tuple comes back a list, a naive datetime a string: the same from near as from Redis."""
+    near = RedisCache(redis_server.url, near_ttl=60.0)  # every read within near_ttl
+    far = RedisCache(redis_server.url, near_ttl=0.0)  # every read past it: from Redis
+    when = datetime(2026, 1, 2, 3, 4, 5)
+    try:
+        for writer in (near, far):
+            writer.set("pair", (1, "a"), ttl=60)
+            writer.set("when", {"at": when}, ttl=60)
+            assert writer.get("pair") == [1, "a"]
+            assert writer.get("when") == {"at": "2026-01-02T03:04:05"}
+        assert (near.near_hits, near.redis_reads) == (2, 0)
+        assert (far.near_hits, far.redis_reads) == (0, 2)
+    finally:
+        near.close()
+        far.close()

@@ -95,6 +95,9 @@ class RedisCache:
 
     def set(self, key: Hashable, value: Any, ttl: float) -> None:
         data = self._encode(value)  # a value msgspec cannot encode raises TypeError here
+        # Kept near as a reader decodes it (a tuple as a list, ...): its type never changes
+        # when the near copy ages out and the value is read back from Redis.
+        value = self._decode(data)
         with self._lock:
             self._remember(key, value, time.monotonic())
         self._call(lambda: self.client.set(self._name(key), data, px=max(1, int(ttl * 1000))))
