@@ -169,3 +169,44 @@ def test_the_writer_reads_its_values_as_decoded_whether_near_or_from_redis(
     finally:
         near.close()
         far.close()
+
+
+def test_wait_ready_on_a_shared_cache_ends_when_the_warmer_fails_or_stops(
+    make_supervisor: MakeSupervisor, redis_server: RedisServer
+) -> None:
+    """Redis is up but never marked ready: the warmer's own end must still end the wait."""
+
+    def broken() -> dict[str, int]:
+        raise ConnectionError("database down")
+
+    failing = CacheWarmer(
+        name="failing", loader=broken, interval=0.01, max_consecutive_errors=1, restart="never",
+        backend=RedisCache(redis_server.url, prefix="f:"),
+    )  # fmt: skip
+    stopped = CacheWarmer(
+        name="stopped", loader=lambda: {"a": 1}, initial_delay=3600,
+        backend=RedisCache(redis_server.url, prefix="s:"),
+    )  # fmt: skip
+    results: dict[str, bool] = {}
+
+    def wait(warmer: CacheWarmer) -> None:
+        results[warmer.name] = warmer.wait_ready()  # no timeout: must still end
+
+    waiters = {
+        w.name: threading.Thread(target=wait, args=(w,), daemon=True) for w in (failing, stopped)
+    }
+    for waiter in waiters.values():
+        waiter.start()  # before the services start: the launch must not strand them
+    try:
+        with make_supervisor(failing, stopped):
+            assert failing.wait_for_state(ServiceState.FAILED, timeout=10)
+            waiters["failing"].join(5)
+            assert results == {"failing": False}
+            assert stopped.state is ServiceState.RUNNING and not stopped.wait_ready(0.1)
+        waiters["stopped"].join(5)
+        assert results == {"failing": False, "stopped": False}
+        assert not failing.wait_ready(3600) and not stopped.wait_ready(3600)  # at once
+    finally:
+        for warmer in (failing, stopped):
+            assert isinstance(warmer.cache, RedisCache)
+            warmer.cache.close()

@@ -113,20 +113,21 @@ class RedisCache:
         """A warm-up has completed (called by the warmer that holds the lease)."""
         self._call(lambda: self.client.set(self._name(_READY), b"1", px=max(1, int(ttl * 1000))))
 
-    def wait_ready(self, timeout: float | None = None, poll: float = 0.05) -> bool:
-        """Block until some warmer has completed a warm-up into this cache; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                if self.client.exists(self._name(_READY)):
-                    self._recovered()
-                    return True
-            except Exception as exc:
-                self._failed(exc)
-            if deadline is not None and time.monotonic() >= deadline:
+    def is_ready(self) -> bool:
+        """Whether some warmer has completed a warm-up into this cache: one ``EXISTS``.
+
+        False while Redis cannot be reached (asked again only after the backoff).
+        """
+        with self._lock:
+            if self.degraded and time.monotonic() < self._retry_at:
                 return False
-            pause = poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
+        try:
+            found = bool(self.client.exists(self._name(_READY)))
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return found
 
     def stats(self) -> dict[str, Any]:
         return {
