@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -210,3 +212,38 @@ def test_wait_ready_on_a_shared_cache_ends_when_the_warmer_fails_or_stops(
         for warmer in (failing, stopped):
             assert isinstance(warmer.cache, RedisCache)
             warmer.cache.close()
+
+
+def test_while_degraded_one_reader_probes_redis_and_the_others_serve_near_values(
+    redis_server: RedisServer,
+) -> None:
+    """A stopped (SIGSTOP) redis-server: connections are accepted, and never answered."""
+    writer = RedisCache(redis_server.url)
+    reader = RedisCache(redis_server.url, near_ttl=0.0, timeout=0.5)
+    assert redis_server.proc is not None
+    pid = redis_server.proc.pid
+    try:
+        writer.set("k", "v", ttl=60)
+        assert reader.get("k") == "v"
+        os.kill(pid, signal.SIGSTOP)
+        assert reader.get("k") == "v" and reader.degraded and reader.errors == 1
+        time.sleep(0.15)  # past the first retry (0.1 s at most): the next read probes Redis
+        start = threading.Barrier(8)
+        results: list[object] = []
+
+        def read() -> None:
+            start.wait(5)
+            results.append(reader.get("k"))
+
+        readers = [threading.Thread(target=read) for _ in range(8)]
+        for thread in readers:
+            thread.start()
+        for thread in readers:
+            thread.join(10)
+        assert results == ["v"] * 8
+        assert reader.errors == 2  # one probe timed out; seven readers were served near
+        assert reader.near_hits >= 7
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        writer.close()
+        reader.close()
