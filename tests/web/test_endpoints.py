@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from bgservices import PeriodicService, Service
-from bgservices.services import KeepAlive
+from bgservices import PeriodicService, Service, register, registry
+from bgservices.services import CacheWarmer, KeepAlive, LogCollector, MemoryMonitor
 from bgservices.services.status_server import StatusServer
 from bgservices.web import _endpoints, asgi_app, wsgi_app
 
@@ -91,3 +93,41 @@ def test_the_built_in_server_binds_localhost_and_stops_at_once(make_supervisor) 
     report = sup.stop()
     assert report.clean and not report.abandoned  # woken at once, not left to the grace
     assert not [t for t in threading.enumerate() if t.name.startswith("bgservices:status")]
+
+
+def test_registered_subclasses_of_the_built_ins_keep_their_metrics(
+    make_supervisor, tmp_path: Path
+) -> None:
+    @register("test_metrics_warmer")
+    class Warmer(CacheWarmer):
+        pass
+
+    @register("test_metrics_pinger")
+    class Pinger(KeepAlive):
+        pass
+
+    @register("test_metrics_memory")
+    class Memory(MemoryMonitor):
+        pass
+
+    @register("test_metrics_logs")
+    class Logs(LogCollector):
+        pass
+
+    try:
+        sup = make_supervisor(
+            Warmer(name="warm", loader=dict),
+            Pinger(name="ping", url="http://127.0.0.1:9/"),
+            Memory(name="memory", rss_limit_mb=64),
+            Logs(name="logs", path=str(tmp_path / "app.log")),
+        )
+        text = _endpoints.metrics(sup).body.decode()  # read as scraped: not started
+    finally:
+        for name in ("warmer", "pinger", "memory", "logs"):
+            registry._types.pop(f"test_metrics_{name}")
+    samples = {(s.name, s.labels["service"]) for f in text_string_to_metric_families(text)
+               for s in f.samples if "service" in s.labels}  # fmt: skip
+    for sample in (("bgservices_cache_entries", "warm"), ("bgservices_keepalive_up", "ping"),
+                   ("bgservices_memory_limit_bytes", "memory"),
+                   ("bgservices_log_records_written_total", "logs")):  # fmt: skip
+        assert sample in samples
