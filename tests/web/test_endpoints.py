@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -131,3 +133,30 @@ def test_registered_subclasses_of_the_built_ins_keep_their_metrics(
                    ("bgservices_memory_limit_bytes", "memory"),
                    ("bgservices_log_records_written_total", "logs")):  # fmt: skip
         assert sample in samples
+
+
+def test_the_keepalive_latency_metric_is_the_last_ping(make_supervisor) -> None:
+    class Target(BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with ThreadingHTTPServer(("127.0.0.1", 0), Target) as target:
+        serving = threading.Thread(target=target.serve_forever, args=(0.05,), daemon=True)
+        serving.start()
+        try:
+            url = f"http://127.0.0.1:{target.server_address[1]}/"
+            sup = make_supervisor(KeepAlive(name="ping", url=url, interval=60))
+            sup.start()
+            assert sup.wait_ready(10)
+            text = _endpoints.metrics(sup).body.decode()
+            last = sup.get("ping", KeepAlive).stats()["latency_last"]
+        finally:
+            target.shutdown()
+            serving.join(5)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    [sample] = families["bgservices_keepalive_probe_latency_seconds"].samples
+    assert sample.labels == {"service": "ping"} and sample.value == pytest.approx(last, abs=1e-6)

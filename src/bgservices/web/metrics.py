@@ -200,9 +200,9 @@ class _Families:
 
     def _keepalive(self, service: KeepAlive, name: list[str]) -> None:
         self.keepalive_up.add_metric(name, 1.0 if service.health is Health.UP else 0.0)
-        latency = service.stats().get("latency_last")
-        if latency is not None:
-            self.keepalive_latency.add_metric(name, latency)
+        latencies = service._latencies  # one per successful ping, the last one last
+        if latencies:
+            self.keepalive_latency.add_metric(name, latencies[-1])
 
     def _memory(self, service: MemoryMonitor, name: list[str]) -> None:
         latest = service.latest()
