@@ -180,6 +180,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    from ._console import format_table
+
     url = args.url.rstrip("/") + "/healthz"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as answer:
@@ -200,11 +202,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         reasons = "; ".join(map(str, item.get("reasons", [])))
         ready = "yes" if item.get("ready") else "no"
         rows.append((str(name), str(item.get("state")), str(item.get("health")), ready, reasons))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[4]
-        )
+    print(format_table(rows))
     healthy = bool(report.get("healthy"))
     print(f"{'healthy' if healthy else 'unhealthy'} (phase: {report.get('phase')})")
     return 0 if healthy else 1
