@@ -85,6 +85,43 @@ def test_routes_methods_and_the_mounts_agree(make_supervisor) -> None:
     assert sent[0]["status"] == 200 and json.loads(sent[1]["body"])["healthy"] is True
 
 
+def test_head_answers_carry_the_get_headers_and_no_body(make_supervisor) -> None:
+    server = StatusServer(port=0)
+    sup = make_supervisor(Idle(name="idle"), server)
+    sup.start()
+    get = _endpoints.handle(sup, "GET", "/readyz")  # a body that stays the same while idle
+    assert get.status == 200 and get.body
+
+    head = _endpoints.handle(sup, "HEAD", "/readyz")
+    assert (head.status, head.headers, head.body) == (200, get.headers, b"")
+
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen.update(status=status, headers=headers)
+
+    body = b"".join(wsgi_app(sup)({"REQUEST_METHOD": "HEAD", "PATH_INFO": "/readyz"},
+                                  start_response))  # fmt: skip
+    assert (seen["status"], seen["headers"], body) == ("200 OK", get.headers, b"")
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(asgi_app(sup)({"type": "http", "method": "HEAD", "path": "/readyz"}, receive, send))
+    length = (b"content-length", str(len(get.body)).encode())
+    assert length in sent[0]["headers"] and sent[1]["body"] == b""
+
+    assert server.url is not None
+    over_http = requests.head(server.url + "/readyz", timeout=5)
+    assert over_http.status_code == 200 and over_http.content == b""
+    assert over_http.headers["Content-Length"] == str(len(get.body))
+
+
 def test_the_built_in_server_binds_localhost_and_stops_at_once(make_supervisor) -> None:
     server = StatusServer(port=0)
     sup = make_supervisor(Idle(name="idle"), server)

@@ -97,8 +97,7 @@ def _handler_for(supervisor: Supervisor) -> type[BaseHTTPRequestHandler]:
             for key, value in response.headers:
                 self.send_header(key, value)
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
+            self.wfile.write(response.body)  # empty for HEAD
 
         do_GET = do_HEAD = do_POST = _answer
 
