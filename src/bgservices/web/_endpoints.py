@@ -145,10 +145,9 @@ th {{ background: #f4f4f4; }}
 </table></body></html>
 """
 
-#: Path (relative to where the surface is mounted) -> endpoint.
+#: Path (relative to where the surface is mounted, without a trailing slash) -> endpoint.
 ROUTES: dict[str, Callable[[Supervisor], Response]] = {
     "": page,
-    "/": page,
     "/livez": livez,
     "/readyz": readyz,
     "/healthz": healthz,
@@ -159,7 +158,7 @@ ROUTES: dict[str, Callable[[Supervisor], Response]] = {
 
 def handle(supervisor: Supervisor, method: str, path: str) -> Response:
     """Route one request; only GET and HEAD are served."""
-    endpoint = ROUTES.get(path.rstrip("/") if path not in ("", "/") else path)
+    endpoint = ROUTES.get(path.rstrip("/"))
     if endpoint is None:
         return Response(404, _TEXT, b"not found\n")
     if method not in ("GET", "HEAD"):
