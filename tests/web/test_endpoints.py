@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, NoReturn
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from bgservices import PeriodicService, Service, register, registry
-from bgservices.services import CacheWarmer, KeepAlive, LogCollector, MemoryMonitor
+from bgservices import PeriodicService, Service, ServiceState, register, registry
+from bgservices.services import CacheWarmer, KeepAlive, LogCollector, MemoryMonitor, status_server
 from bgservices.services.status_server import StatusServer
 from bgservices.web import _endpoints, asgi_app, wsgi_app
 
@@ -197,3 +200,21 @@ def test_the_keepalive_latency_metric_is_the_last_ping(make_supervisor) -> None:
     families = {f.name: f for f in text_string_to_metric_families(text)}
     [sample] = families["bgservices_keepalive_probe_latency_seconds"].samples
     assert sample.labels == {"service": "ping"} and sample.value == pytest.approx(last, abs=1e-6)
+
+
+def test_a_failed_setup_leaves_no_listening_socket(
+    make_supervisor, monkeypatch: pytest.MonkeyPatch, unused_port: int
+) -> None:
+    def too_many_files() -> NoReturn:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(status_server, "socket", SimpleNamespace(socketpair=too_many_files))
+    server = StatusServer(port=unused_port, restart="never")
+    sup = make_supervisor(Idle(name="idle"), server)
+    sup.start()
+    assert server.state is ServiceState.FAILED and server.last_error is not None
+    with (
+        pytest.raises(ConnectionRefusedError),
+        socket.create_connection(("127.0.0.1", unused_port), timeout=5),
+    ):
+        pass
