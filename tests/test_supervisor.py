@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -349,3 +350,48 @@ def test_get_returns_the_service_typed_or_says_what_it_is(make_supervisor) -> No
         sup.get("idle", Background)
     with pytest.raises(KeyError, match="no service named 'nope'"):
         sup.get("nope")
+
+
+class SlowIdle(Idle):
+    pause = 0.05
+
+    def teardown(self) -> None:
+        time.sleep(self.pause)  # the work a teardown does: a requirement must outlive it
+        super().teardown()
+
+
+def test_a_requirement_listed_twice_still_stops_after_its_dependents(make_supervisor) -> None:
+    journal: list[str] = []
+    services = [
+        SlowIdle(name="a"),
+        SlowIdle(name="e", requires=["a"]),
+        SlowIdle(name="b", requires=["a", "a"]),
+        SlowIdle(name="y", requires=["e"]),
+    ]
+    for service in services:
+        service.journal = journal
+    services[1].pause = 0.3  # "e" takes longest: "a", stopped alongside it, would end first
+    sup = make_supervisor(*services)
+    sup.start()
+    assert sup.stop().clean
+    order = [line.split()[1] for line in journal if line.startswith("teardown")]
+    assert order.index("a") > max(order.index("e"), order.index("b"))
+    assert order.index("e") > order.index("y")
+
+
+def test_a_stuck_daemon_safe_service_holds_back_no_later_stop_wave(
+    make_supervisor, recorder
+) -> None:
+    stuck = Straggler(name="stuck")
+    stuck.daemon = True
+    required, dependent = Idle(name="required"), Idle(name="dependent", requires=["required"])
+    sup = make_supervisor(required, dependent, stuck, daemon_grace=0.1)
+    sup.start()
+    try:
+        report = sup.stop(timeout=5)
+    finally:
+        stuck.release.set()
+    assert report.stragglers == () and report.abandoned == ("stuck",)
+    assert required.state is ServiceState.STOPPED and dependent.state is ServiceState.STOPPED
+    assert recorder.matching("supervisor.deadline") == []  # "required" was asked in its turn
+    assert report.elapsed < 5  # not held back until the deadline by "stuck"

@@ -31,7 +31,7 @@ from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
 from .backoff import Backoff
 from .errors import ConfigError, Problem
-from .health import ServiceHealth, Verdict, deadline, evaluate
+from .health import ServiceHealth, Verdict, deadline, evaluate, up_and_ready
 from .options import option, validate_options
 from .service import Service, in_service_thread, safe_repr
 from .state import LifecycleEvent, ServiceState
@@ -347,7 +347,7 @@ class Supervisor:
     @property
     def ready(self) -> bool:
         """True while running with every service ready (``Service.ready``), or in STANDBY."""
-        return self._phase is Phase.RUNNING and all(_up_and_ready(s) for s in self)
+        return self._phase is Phase.RUNNING and all(up_and_ready(s) for s in self)
 
     def health(self) -> dict[str, Any]:
         """The whole health report: ``healthy``, ``ready``, and per service its verdict
@@ -602,7 +602,7 @@ class Supervisor:
             others = required()
             if any(o is None or o.state.ended or o.stopping for o in others):
                 return True
-            return all(o is not None and _up_and_ready(o)
+            return all(o is not None and up_and_ready(o)
                        for o in others)  # fmt: skip
 
         with self._changed:
@@ -615,7 +615,7 @@ class Supervisor:
                 return False
             missing = [
                 name for name, o in zip(service.requires, required(), strict=True)
-                if o is None or not _up_and_ready(o)
+                if o is None or not up_and_ready(o)
             ]  # fmt: skip
         if not missing:
             return True
@@ -802,9 +802,10 @@ class Supervisor:
         has stopped; within a wave, all at once (no ``requires``: one wave, like setting
         every stop event and then joining every thread).
 
-        Critical services are waited for until *deadline*; past it, whatever was not asked
-        yet is asked at once with one event for all. Then everyone gets the daemon grace,
-        never past *final*.
+        The next wave waits only for the services of this one that require something (an
+        unrelated slow service holds back nothing). Critical services are waited for until
+        *deadline*; past it, whatever was not asked yet is asked at once with one event for
+        all. Then everyone gets the daemon grace, never past *final*.
         """
         asked = 0
         waves = _stop_waves(services)
@@ -812,9 +813,10 @@ class Supervisor:
             for service in wave:
                 service._request_stop()
             asked += len(wave)
-            last_wave = index == len(waves) - 1
-            if not self._wait_wave(wave, deadline, critical_only=last_wave):
-                break
+            if index == len(waves) - 1:
+                self._wait_all([s for s in services if not s.daemon], deadline)
+            elif not self._wait_all([s for s in wave if s.requires], deadline):
+                break  # the next wave waits only for what requires it: its dependents
         rest = [s for wave in waves for s in wave][asked:]
         if rest:  # past the deadline: ask the rest at once, with one event for all
             self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
@@ -830,12 +832,10 @@ class Supervisor:
                 thread.join(max(0.0, grace_end - time.monotonic()))
 
     @staticmethod
-    def _wait_wave(wave: list[Service], deadline: float, *, critical_only: bool) -> bool:
-        """Wait for a wave to end (only its critical services in the last wave: the others
-        get the grace); False once the deadline has passed with one still running."""
-        for service in wave:
-            if critical_only and service.daemon:
-                continue
+    def _wait_all(services: list[Service], deadline: float) -> bool:
+        """Wait for *services* to end; False once the deadline has passed with one still
+        running."""
+        for service in services:
             if not service._wait_exited(deadline - time.monotonic()) and (
                 service._running_elsewhere
             ):
@@ -1099,14 +1099,6 @@ class Supervisor:
             service._reset_after_fork()
 
 
-def _is_ready(service: Service) -> bool:
-    """``service.ready``; a property that raises counts as not ready."""
-    try:
-        return bool(service.ready)
-    except Exception:
-        return False
-
-
 def _stop_waves(services: list[Service]) -> list[list[Service]]:
     """*services* (newest first) in stop waves: each after every service requiring it."""
     dependents = _dependents(services)
@@ -1114,7 +1106,7 @@ def _stop_waves(services: list[Service]) -> list[list[Service]]:
     while todo:
         wave = [s for s in todo if not dependents[s.name]] or todo  # a cycle: all at once
         for service in wave:
-            for required in service.requires:
+            for required in _required(service):
                 dependents[required] = dependents.get(required, 1) - 1
         waves.append(wave)
         chosen = {id(s) for s in wave}
@@ -1126,13 +1118,12 @@ def _dependents(services: list[Service]) -> dict[str, int]:
     """For each of *services*, how many of the others require it."""
     counts = {s.name: 0 for s in services}
     for service in services:  # linear: a thousand services without requires cost ~nothing
-        for required in set(service.requires):
-            if required != service.name and required in counts:
+        for required in _required(service):
+            if required in counts:
                 counts[required] += 1
     return counts
 
 
-def _up_and_ready(service: Service) -> bool:
-    """RUNNING and ready, or in STANDBY (its lease held elsewhere: ready by waiting)."""
-    state = service.state
-    return state is ServiceState.STANDBY or (state is ServiceState.RUNNING and _is_ready(service))
+def _required(service: Service) -> set[str]:
+    """The other services *service* requires, each once (a name may be listed twice)."""
+    return set(service.requires) - {service.name}
