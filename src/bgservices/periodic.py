@@ -276,22 +276,22 @@ class PeriodicService(Service):
             + (errors >= self.failing_after_errors)
         )
 
-    def _progress_health(self, now: float) -> list[tuple[Verdict, str, bool]]:
-        found: list[tuple[Verdict, str, bool]] = []
+    def _progress_health(self, now: float) -> list[tuple[Verdict, str, float | None]]:
+        found: list[tuple[Verdict, str, float | None]] = []
         began, limit = self._tick_began, self.tick_timeout
         if began is not None and limit is not None and now - began >= limit:
             found.append(
                 (
                     Verdict.FAILING,
                     f"tick running for {now - began:.1f}s (tick_timeout={limit:g}s)",
-                    True,
+                    began,
                 )
             )
         errors = self.consecutive_errors
         if errors >= self.failing_after_errors:
-            found.append((Verdict.FAILING, f"{errors} failing ticks in a row", False))
+            found.append((Verdict.FAILING, f"{errors} failing ticks in a row", None))
         elif errors >= self.degraded_after_errors:
-            found.append((Verdict.DEGRADED, f"{errors} failing tick(s) in a row", False))
+            found.append((Verdict.DEGRADED, f"{errors} failing tick(s) in a row", None))
         return found
 
     def _progress_deadline(self) -> float | None:

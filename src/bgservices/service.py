@@ -296,8 +296,9 @@ class Service(_Declared):
         """This service's health now: verdict, reasons, readiness (see ``bgservices.health``)."""
         return evaluate(self)
 
-    def _progress_health(self, now: float) -> list[tuple[Verdict, str, bool]]:
-        """Verdicts from the subclass's progress figures: (verdict, reason, tick overrun)."""
+    def _progress_health(self, now: float) -> list[tuple[Verdict, str, float | None]]:
+        """Verdicts from the subclass's progress figures: (verdict, reason, and for a tick
+        overrun when that tick began, else None)."""
         return []
 
     def _progress_deadline(self) -> float | None:

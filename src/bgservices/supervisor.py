@@ -387,9 +387,9 @@ class Supervisor:
             self._verdicts[name] = report.verdict
             new_stall = report.stalled and not service._stall_reported
             service._stall_reported = report.stalled
-            began = getattr(service, "_tick_began", None)
-            new_overrun = report.overrun and self._overruns_reported.get(name) != began
-            if new_overrun and began is not None:
+            began = report.overrun_since  # the overrunning tick, as judged: reported once
+            new_overrun = began is not None and self._overruns_reported.get(name) != began
+            if began is not None:
                 self._overruns_reported[name] = began
         if new_stall:
             service._emit("service.stalled", "warning", stall_after=service.stall_after,
