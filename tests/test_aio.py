@@ -336,7 +336,9 @@ def test_async_hook_faults_are_contained(
     if state is not None:
         assert service.wait_for_state(state, timeout=5)
     sup.stop()
-    assert not loop_threads() or all(not t.is_alive() or t.join(2) is None for t in loop_threads())
+    for thread in loop_threads():
+        thread.join(2)
+    assert not loop_threads(), "the loop thread outlived its last service"
 
 
 def test_a_tick_blocking_the_loop_is_reported_once_with_the_loop_threads_stack(
