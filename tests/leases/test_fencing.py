@@ -5,13 +5,12 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
 from bgservices.leases import RedisLeaseBackend
 
-from .._process import ROOT
+from .._process import ROOT, until
 from ._redis_server import RedisServer
 
 
@@ -32,11 +31,7 @@ def test_a_stale_holders_write_is_refused(redis_server: RedisServer, tmp_path: P
         assert old is not None
         assert table.write("daily", "old holder", old.token)
         # The old holder is paused past its TTL: no renewal, and the lease expires.
-        deadline = time.monotonic() + 10
-        new = None
-        while new is None and time.monotonic() < deadline:
-            new = fresh.acquire("report", 5.0)
-            time.sleep(0.01)
+        new = until(lambda: fresh.acquire("report", 5.0))
         assert new is not None and new.token > old.token
         assert table.write("daily", "new holder", new.token)
         assert not table.write("daily", "old holder, late", old.token)  # refused
