@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from bgservices.leases import RedisLeaseBackend
+import pytest
+
+from bgservices.leases import FileLeaseBackend, RedisLeaseBackend
 
 from .._process import ROOT, until
 from ._redis_server import RedisServer
@@ -50,3 +52,17 @@ def test_the_fencing_example_runs_as_documented(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "holder wrote with token" in done.stdout
     assert done.stdout.rstrip().endswith(": refused")
+
+
+def test_the_fencing_example_gives_up_with_a_reason_when_the_lock_is_held(
+    tmp_path: Path,
+) -> None:
+    lock = str(tmp_path / "r.lock")
+    other = FileLeaseBackend()
+    held = other.acquire(lock, 1.0)  # another process's hold: the example's service waits
+    assert held is not None
+    try:
+        with pytest.raises(SystemExit, match=r"no report within 0\.3 s: .*hold .*r\.lock\?"):
+            _example().main(str(tmp_path / "r.db"), timeout=0.3)
+    finally:
+        other.release(held)
