@@ -9,7 +9,7 @@ change a verdict, so one watchdog thread per supervisor can sleep until then.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._saferepr import safe_repr
@@ -18,7 +18,15 @@ from .state import ServiceState
 if TYPE_CHECKING:
     from .service import Service
 
-__all__ = ["HealthCheck", "ServiceHealth", "Verdict", "deadline", "evaluate", "worst"]
+__all__ = [
+    "HealthCheck",
+    "ServiceHealth",
+    "Verdict",
+    "deadline",
+    "evaluate",
+    "up_and_ready",
+    "worst",
+]
 
 
 class Verdict(enum.StrEnum):
@@ -78,7 +86,6 @@ class ServiceHealth:
     heartbeat_age: float | None = None
     stalled: bool = False
     overrun: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -114,8 +121,7 @@ def evaluate(service: Service) -> ServiceHealth:
         name=service.name,
         verdict=worst(*(verdict for verdict, _ in found)),
         reasons=tuple(reason for _, reason in found),
-        # a standby (its lease held by another instance) is ready: it does its part by waiting
-        ready=(running and _ready(service)) or state is ServiceState.STANDBY,
+        ready=up_and_ready(service),
         critical=not service.daemon,
         state=state,
         heartbeat_age=age,
@@ -170,6 +176,13 @@ def _own_view(service: Service) -> HealthCheck:
     if not isinstance(result, HealthCheck):
         return HealthCheck.degraded(f"check_health() returned {type(result).__name__}")
     return result
+
+
+def up_and_ready(service: Service) -> bool:
+    """RUNNING and ``ready``, or in STANDBY: a standby (its lease held by another instance)
+    is ready, as it does its part by waiting."""
+    state = service.state
+    return state is ServiceState.STANDBY or (state is ServiceState.RUNNING and _ready(service))
 
 
 def _ready(service: Service) -> bool:

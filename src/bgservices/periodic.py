@@ -161,7 +161,7 @@ class PeriodicService(Service):
     def _new_schedule(self) -> None:
         """A fresh schedule for this run, from now."""
         self.consecutive_errors = 0
-        chance = getattr(self._clock, "random", None)  # a test's clock may fix the draws
+        chance = self._clock.random  # a test's clock may fix the draws
         schedule = self._schedule = Schedule(
             self.schedule,
             self.interval,
@@ -215,7 +215,7 @@ class PeriodicService(Service):
             self.overruns += 1
         if self._schedule is not None:
             self._next_at = self._schedule.after(now)
-        self._tell_owner(self._errors_before, now)
+        self._tell_owner(now)
 
     def summary(self) -> str:
         return f"ticks={self.ticks} errors={self.errors}"
@@ -247,12 +247,12 @@ class PeriodicService(Service):
             if self.wait(remaining):
                 return True
 
-    def _tell_owner(self, errors_before: int, now: float) -> None:
+    def _tell_owner(self, now: float) -> None:
         """Wake the watchdog (and readiness waiters) when this tick may have changed the
         health: the first tick, errors starting or ending, a tick deadline ending. A class
         with its own ``check_health`` or ``ready`` is judged after its ticks too, at most ten
         times a second, so that a fast ticker costs its supervisor nothing."""
-        errors = self.consecutive_errors
+        errors, errors_before = self.consecutive_errors, self._errors_before
         if (
             self.ticks == 1
             or (
