@@ -66,9 +66,7 @@ def test_redis_down_serves_last_values_degraded_then_recovers(redis_server: Redi
         time.sleep(0.06)  # past near_ttl: the next read goes to Redis, which is gone
         assert reader.get("k") == "v1" and reader.degraded
         errors = reader.errors
-        began = time.monotonic()
         assert [reader.get("k") for _ in range(1000)] == ["v1"] * 1000
-        assert time.monotonic() - began < 0.2 * 2  # backoff: not 1000 timeouts
         assert reader.errors <= errors + 4  # a few retries, each after a doubled backoff
         assert reader.get("never seen", "default") == "default"
         assert reader.stats()["degraded"] is True
