@@ -1,15 +1,18 @@
 """Idle thread services at scale, beside bare threads started and stopped the plainest way.
 
 The floor is ``Thread(target=event.wait).start()`` per thread, then ``event.set()`` and
-``join()`` for each, one after the other (the stop bgservices does: newest first, each one
-finished before the next); setting every event first and then joining is shown beside it.
-That is what CPython itself costs per thread here. bgservices starts N idle
-``PeriodicService``s (interval 60 s) with ``Supervisor.start()``, which returns once each
-one's setup() has ended, and stops them with ``stop()``. Voluntary context switches per
-thread started are shown too: unlike times, they barely move when the machine is loaded.
-Each figure comes from a fresh child process, the median of several; the kinds alternate.
-Memory is RSS and virtual size grown per thread, objects included, with and without
-``thread_stack_size``.
+``join()`` for each, one after the other: the plainest stop, with one thread awake at a time.
+bgservices' stop is concurrent (``Supervisor.stop``: every service whose dependents have
+stopped is asked at once, then each is joined), like the other bare stop shown beside it,
+every event set first and then every thread joined. That one is a little faster at 10 and
+100 threads but slower from 1,000 up, where all the woken threads contend for the GIL, so the
+one-by-one stop is the floor the ratio is taken against: what CPython itself costs per thread
+here. bgservices starts N idle ``PeriodicService``s (interval 60 s) with
+``Supervisor.start()``, which returns once each one's setup() has ended, and stops them with
+``stop()``. Voluntary context switches per thread started are shown too: unlike times, they
+barely move when the machine is loaded. Each figure comes from a fresh child process, the
+median of several; the kinds alternate. Memory is RSS and virtual size grown per thread,
+objects included, with and without ``thread_stack_size``.
 """
 
 from __future__ import annotations

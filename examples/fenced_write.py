@@ -58,12 +58,15 @@ class Reporter(PeriodicService):
         self.table.write("daily", f"written at {time.time():.3f}", self.lease.token)
 
 
-def main(db: str) -> None:
+def main(db: str, timeout: float = 10.0) -> None:
     table = FencedTable(db)
     lock = str(Path(db).with_suffix(".lock"))
     reporter = Reporter(table, lease={"path": lock})
     with Supervisor([reporter]):
+        deadline = time.monotonic() + timeout
         while table.read("daily") is None:
+            if time.monotonic() > deadline:  # a standby never writes: is the lock held?
+                raise SystemExit(f"no report within {timeout} s: does another process hold {lock}?")
             time.sleep(0.01)
         assert reporter.lease is not None
         token = reporter.lease.token

@@ -1,20 +1,45 @@
-"""Child processes as a user starts them: installed commands, no PYTHONPATH, bounded waits."""
+"""Child processes as a user starts them: installed commands, no PYTHONPATH, bounded waits;
+a free port for a server, and a bounded poll for state that has nothing to wait on."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ROOT = Path(__file__).parent.parent
 BIN = Path(sys.executable).parent  # where this environment installed its console scripts
+
+T = TypeVar("T")
+
+
+def until(predicate: Callable[[], T], timeout: float = 10.0) -> T | None:
+    """Call *predicate* every 10 ms until it returns something true, and return that; None
+    once *timeout* seconds have passed. For state in another process or a store, which no
+    event or condition signals."""
+    deadline = time.monotonic() + timeout
+    while not (found := predicate()):
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.01)
+    return found
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 def command(name: str) -> str:

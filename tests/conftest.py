@@ -9,13 +9,14 @@ import os
 os.environ["BGSERVICES_STRICT"] = "1"  # a disallowed state move raises, here and in subprocesses
 
 import logging
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from bgservices import Supervisor, state
 from bgservices.testing import CapturedEvents, capture_events
+
+from ._process import free_port
 
 # No test may leave a bgservices thread or a changed signal handler: the plugin's
 # ``bgservices_hygiene`` check runs for every test (``bgservices_hygiene = true`` in pyproject).
@@ -63,7 +64,4 @@ def make_supervisor(
 @pytest.fixture
 def unused_port() -> int:
     """A port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_port()

@@ -169,6 +169,23 @@ def test_run_with_an_invalid_file_exits_1_before_starting(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
+def test_a_status_port_out_of_range_is_a_usage_error(tmp_path: Path) -> None:
+    done = cli("run", write(tmp_path, VALID), "--status-port", "70000", "--duration", "5")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "argument --status-port: must be 0..65535, got 70000" in done.stderr
+
+
+def test_a_status_port_clashing_with_a_configured_name_is_reported(tmp_path: Path) -> None:
+    config = VALID.replace("[services.memory]", "[services.status_server]")
+    done = cli("run", write(tmp_path, config), "--status-port", "0", "--duration", "5")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.endswith(
+        "1 problem(s):\n  services.status_server: --status-port adds a service named "
+        "'status_server': rename this one\n"
+    )
+    assert done.stdout == ""  # reported before anything started
+
+
 def test_the_console_script_is_installed() -> None:
     script = Path(sys.executable).parent / "bgservices"
     done = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=30)

@@ -89,9 +89,10 @@ def shell_commands() -> list[tuple[str, str, Path]]:
     """(where, command, folder) for each ``bgservices``/``python`` command in a shell block.
 
     A block's commands run from the repository root, as both documents say; ``cd DIR`` (alone
-    or before ``&&``) moves the rest of that block into DIR. Comments are not part of it.
+    or before ``&&``) moves the rest of that block into DIR. Comments are not part of it. A
+    command both documents give for one folder runs once, named by its first place.
     """
-    found = []
+    found: dict[tuple[str, Path], str] = {}  # (command, folder) -> where
     for doc in SHELL_DOCS:
         text = doc.read_text()
         for match in SHELL_BLOCK.finditer(text):
@@ -104,8 +105,8 @@ def shell_commands() -> list[tuple[str, str, Path]]:
                         cwd = cwd / part[3:].strip()
                     elif part.split(" ")[0] in ("bgservices", "python"):
                         where = f"{doc.relative_to(ROOT)}:{first + offset}"
-                        found.append((where, part, cwd))
-    return found
+                        found.setdefault((part, cwd), where)
+    return [(where, command, cwd) for (command, cwd), where in found.items()]
 
 
 COMMANDS = shell_commands()

@@ -17,6 +17,7 @@ from ._process import App
 SHUTDOWN_TIMEOUT = 2.0
 
 
+@pytest.mark.parametrize("script", ["exit_app.py", "aio_exit_app.py"], ids=["thread", "async"])
 @pytest.mark.parametrize(
     ("mode", "sig", "expected_code"),
     [
@@ -39,9 +40,10 @@ SHUTDOWN_TIMEOUT = 2.0
     ],
 )
 def test_critical_teardown_runs_and_exit_code_is_kept(
-    tmp_path: Path, mode: str, sig: signal.Signals | None, expected_code: int
+    tmp_path: Path, script: str, mode: str, sig: signal.Signals | None, expected_code: int
 ) -> None:
-    app = App.script("exit_app.py", mode, str(tmp_path))
+    """The critical service's teardown runs, a thread's as an async service's on the loop."""
+    app = App.script(script, mode, str(tmp_path))
     app.wait_line("READY")
     began = time.monotonic()
     if sig is not None:
@@ -51,6 +53,7 @@ def test_critical_teardown_runs_and_exit_code_is_kept(
     assert code == expected_code, err
     assert (tmp_path / "teardown").read_text() == "flushed"
     assert "service.stopped" in out
+    assert "supervisor.straggler" not in out and "stragglers=[]" in out
     if mode == "raise":
         assert "RuntimeError: unhandled in main" in err
 

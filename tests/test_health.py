@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from bgservices import ConfigError, PeriodicService, Service, ServiceState, Supervisor
+from bgservices._clock import RealClock
 from bgservices.config import from_config
 from bgservices.health import HealthCheck, Verdict
+
+from ._process import until
 
 
 class Flaky(PeriodicService):
@@ -375,13 +379,36 @@ def test_a_chain_stops_in_order(make_supervisor) -> None:
     assert journal.index("side") < journal.index("cache")  # side stopped alongside api
 
 
+class _WatchdogClock(RealClock):
+    """The real clock, noting whether the watchdog is asleep in its wait: set under the wait's
+    lock, by the wake-up check the watchdog makes before each sleep."""
+
+    def __init__(self) -> None:
+        self.watchdog_asleep = False
+
+    def wait_for(
+        self, cond: threading.Condition, predicate: Callable[[], bool], timeout: float | None
+    ) -> bool:
+        if threading.current_thread().name != "bgservices:watchdog":
+            return cond.wait_for(predicate, timeout)
+
+        def noted() -> bool:
+            woken = predicate()
+            self.watchdog_asleep = not woken
+            return woken
+
+        return cond.wait_for(noted, timeout)
+
+
 def test_the_watchdog_sleeps_while_nothing_changes(make_supervisor) -> None:
     class Quiet(Service):
         def run(self) -> None:
             while not self.wait(30):
                 pass
 
-    sup = make_supervisor(*[Quiet(name=f"q{i}", stall_after=60) for i in range(20)])
+    clock = _WatchdogClock()
+    services = [Quiet(name=f"q{i}", stall_after=60) for i in range(20)]
+    sup = make_supervisor(*services, clock=clock)
     rounds: list[float] = []
     judge = sup._watch_round
 
@@ -392,7 +419,12 @@ def test_the_watchdog_sleeps_while_nothing_changes(make_supervisor) -> None:
     sup._watch_round = counted
     sup.start()
     assert sup.wait_ready(5)
-    time.sleep(0.1)  # the last start-up changes are judged (within milliseconds)
+
+    def judged() -> bool:  # the start-up changes: none is left, and the watchdog is asleep
+        with sup._watch_wake:
+            return clock.watchdog_asleep and not sup._dirty
+
+    assert until(judged, timeout=5)
     seen = len(rounds)
     time.sleep(0.3)  # watching for activity that must not happen: no poll, no busy loop
     assert len(rounds) == seen, rounds

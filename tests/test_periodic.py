@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from bgservices import PeriodicService, ServiceState
 from bgservices.periodic import Schedule
+from bgservices.testing import FakeClock, capture_events, supervised
 
 
 def test_fixed_rate_stays_on_the_grid_whatever_the_tick_takes() -> None:
@@ -121,3 +122,22 @@ def test_stop_interrupts_a_long_interval_at_once(make_supervisor) -> None:
     assert sup.wait_running(5)
     report = sup.stop(timeout=5)
     assert report.clean and svc.ticks == 0
+
+
+def test_a_long_tick_is_reported_on_the_fake_clock_at_exactly_its_timeout() -> None:
+    class Long(PeriodicService):
+        interval = 10.0
+        initial_delay = 10.0
+
+        def tick(self) -> None:
+            self.wait(100)  # a tick that takes 100 s on the clock
+
+    clock = FakeClock(settle_timeout=0.3)
+    service = Long(name="long", tick_timeout=1)
+    with capture_events() as events, supervised(service, clock=clock) as sup:
+        clock.wait_for_sleepers(2)  # the service's wait, and the watchdog's for the deadline
+        clock.advance(10)  # the tick begins at 10
+        assert not events.matching("service.tick_timeout")
+        clock.advance(1)  # exactly tick_timeout into the tick
+        events.wait_for("service.tick_timeout", service="long", timeout=5)
+        assert sup.health()["services"]["long"]["health"] == "failing"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -349,3 +350,77 @@ def test_get_returns_the_service_typed_or_says_what_it_is(make_supervisor) -> No
         sup.get("idle", Background)
     with pytest.raises(KeyError, match="no service named 'nope'"):
         sup.get("nope")
+
+
+class SlowIdle(Idle):
+    pause = 0.05
+
+    def teardown(self) -> None:
+        time.sleep(self.pause)  # the work a teardown does: a requirement must outlive it
+        super().teardown()
+
+
+def test_a_requirement_listed_twice_still_stops_after_its_dependents(make_supervisor) -> None:
+    journal: list[str] = []
+    services = [
+        SlowIdle(name="a"),
+        SlowIdle(name="e", requires=["a"]),
+        SlowIdle(name="b", requires=["a", "a"]),
+        SlowIdle(name="y", requires=["e"]),
+    ]
+    for service in services:
+        service.journal = journal
+    services[1].pause = 0.3  # "e" takes longest: "a", stopped alongside it, would end first
+    sup = make_supervisor(*services)
+    sup.start()
+    assert sup.stop().clean
+    order = [line.split()[1] for line in journal if line.startswith("teardown")]
+    assert order.index("a") > max(order.index("e"), order.index("b"))
+    assert order.index("e") > order.index("y")
+
+
+def test_a_stuck_daemon_safe_service_holds_back_no_later_stop_wave(
+    make_supervisor, recorder
+) -> None:
+    stuck = Straggler(name="stuck")
+    stuck.daemon = True
+    required, dependent = Idle(name="required"), Idle(name="dependent", requires=["required"])
+    sup = make_supervisor(required, dependent, stuck, daemon_grace=0.1)
+    sup.start()
+    try:
+        report = sup.stop(timeout=5)
+    finally:
+        stuck.release.set()
+    assert report.stragglers == () and report.abandoned == ("stuck",)
+    assert required.state is ServiceState.STOPPED and dependent.state is ServiceState.STOPPED
+    assert recorder.matching("supervisor.deadline") == []  # "required" was asked in its turn
+    assert report.elapsed < 5  # not held back until the deadline by "stuck"
+
+
+def test_a_dependent_whose_requirement_failed_says_so_not_that_it_timed_out(
+    make_supervisor,
+) -> None:
+    class Dies(Service):
+        restart = "never"
+
+        def setup(self) -> None:
+            raise RuntimeError("no database")
+
+        def run(self) -> None:
+            pass
+
+    dependent = Idle(name="dependent", requires=["db"])
+    sup = make_supervisor(Dies(name="db"), dependent, ready_timeout=60)
+    sup.start()  # returns at once: the requirement failed, nothing to wait for
+    assert dependent.last_error is not None
+    assert dependent.last_error["message"] == "not started: required service(s) 'db' (failed)"
+
+
+def test_add_judges_only_the_added_service_names(make_supervisor) -> None:
+    sup = make_supervisor(Idle(name="b"), Idle(name="a", requires=["b"]))
+    sup.start()
+    sup.remove("b")  # "a" now requires a name no longer supervised: its problem, not c's
+    added = sup.add(Idle(name="c", requires=["a"]))
+    assert added.wait_for_state(ServiceState.RUNNING, timeout=5)
+    with pytest.raises(ConfigError, match=r"d\.requires\[0\]: unknown service 'nope'"):
+        sup.add(Idle(name="d", requires=["nope"]))

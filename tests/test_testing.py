@@ -157,42 +157,13 @@ def test_supervised_lets_the_blocks_own_error_through() -> None:
 # -- the fake clock -------------------------------------------------------------------
 
 
-def test_advance_runs_exactly_the_ticks_that_are_due() -> None:
-    clock = FakeClock()
-    slow, fast = Ticker(name="slow", interval=10), Ticker(name="fast", interval=3)
-    with supervised(slow, fast, clock=clock) as sup:
-        clock.wait_for_sleepers(2)
-        assert slow.at == [0.0] and fast.at == [0.0]
-        clock.advance(9.5)
-        assert slow.at == [0.0] and fast.at == [0.0, 3.0, 6.0, 9.0]
-        clock.advance(0.5)
-        assert slow.at == [0.0, 10.0] and fast.at[-1] == 9.0
-        assert sup.status()["fast"]["next_tick_in"] == 2.0
-        clock.advance(3600)  # an hour, at once
-        assert len(slow.at) == 1 + 361 and len(fast.at) == 1 + 1203
-    assert clock.monotonic() == 3610.0 and clock.time() == 1_700_000_000.0 + 3610.0
-
-
-def test_chosen_draws_give_exact_jitter_and_backoff() -> None:
+def test_chosen_draws_give_exact_jitter() -> None:
     clock = FakeClock(uniform=lambda low, high: high)  # always the longest
     svc = Ticker(interval=10, jitter=1)
     with supervised(svc, clock=clock):
         clock.wait_for_sleepers(1)
         clock.advance(31)
     assert svc.at == [1.0, 11.0, 21.0, 31.0]  # fixed rate: jitter never accumulates
-
-    clock = FakeClock(uniform=lambda low, high: low)  # always the shortest: half the ceiling
-    backoff = Backoff(initial=4, factor=3, maximum=20)
-    with capture_events() as events:
-        sup = Supervisor([Crasher(max_restarts=4)], clock=clock, backoff=backoff)
-        with sup:
-            for attempt in (1, 2, 3):
-                delay = events.wait_for("service.backoff", attempt=attempt)["delay"]
-                clock.wait_for_sleepers(1)
-                clock.advance(delay)
-            events.wait_for("service.backoff", attempt=4)
-    delays = [e["delay"] for e in events.matching("service.backoff")]
-    assert delays == [2.0, 6.0, 10.0, 10.0]  # 4, 12, 36 -> 20 (capped), halved
 
 
 def test_the_restart_window_is_counted_on_the_clock() -> None:
@@ -216,14 +187,6 @@ def test_the_restart_window_is_counted_on_the_clock() -> None:
             clock.wait_for_sleepers(1)
             assert crasher.state is ServiceState.BACKOFF and crasher.restarts == 1
     assert "service.failed" not in events.names()
-
-
-def test_a_stop_wakes_a_wait_without_moving_time() -> None:
-    clock = FakeClock()
-    svc = Ticker(interval=3600)
-    with supervised(svc, clock=clock):
-        clock.wait_for_sleepers(1)
-    assert svc.state is ServiceState.STOPPED and clock.monotonic() == 0.0
 
 
 def test_advance_fails_when_a_woken_thread_blocks_elsewhere() -> None:
@@ -282,25 +245,6 @@ def test_the_fake_clock_refuses_to_go_back() -> None:
 
 
 # -- run_ticks ------------------------------------------------------------------------
-
-
-def test_run_ticks_runs_setup_ticks_teardown_in_this_thread() -> None:
-    calls: list[str] = []
-
-    class Job(PeriodicService):
-        def setup(self) -> None:
-            calls.append("setup")
-
-        def tick(self) -> None:
-            calls.append(threading.current_thread().name)
-
-        def teardown(self) -> None:
-            calls.append("teardown")
-
-    status = run_ticks(Job(), 3)
-    me = threading.current_thread().name
-    assert calls == ["setup", me, me, me, "teardown"]
-    assert status["ticks"] == 3 and status["errors"] == 0
 
 
 def test_run_ticks_raises_the_first_failing_tick_after_teardown() -> None:

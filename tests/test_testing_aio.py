@@ -1,4 +1,5 @@
-"""The fake clock drives async services as it drives thread ones; run_ticks runs async ticks."""
+"""The fake clock drives async services as it drives thread ones; run_ticks runs async ticks.
+A behaviour both kinds share is one test, parametrized over a thread and an async service."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from bgservices._clock import REAL_CLOCK
 from bgservices.aio import AsyncPeriodicService, AsyncService
 from bgservices.testing import FakeClock, capture_events, run_ticks, supervised
 
-from .test_testing import Ticker
+from .test_testing import Crasher, Ticker
 
 
 class AsyncTicker(AsyncPeriodicService):
@@ -37,12 +38,13 @@ class AsyncCrasher(AsyncService):
 # -- ticks, jitter, waits -----------------------------------------------------------------
 
 
-def test_advance_runs_exactly_the_async_ticks_that_are_due() -> None:
+@pytest.mark.parametrize("kind", [Ticker, AsyncTicker], ids=["thread", "async"])
+def test_advance_runs_exactly_the_ticks_that_are_due(kind: type[PeriodicService]) -> None:
     clock = FakeClock()
-    slow, fast = AsyncTicker(name="slow", interval=10), AsyncTicker(name="fast", interval=3)
+    slow, fast = kind(name="slow", interval=10), kind(name="fast", interval=3)
     with supervised(slow, fast, clock=clock) as sup:
         clock.wait_for_sleepers(2)
-        assert slow.at == [0.0] and fast.at == [0.0]
+        assert slow.at == [0.0] and fast.at == [0.0]  # type: ignore[attr-defined]
         assert clock.next_deadline == 3.0
         clock.advance(9.5)
         assert slow.at == [0.0] and fast.at == [0.0, 3.0, 6.0, 9.0]
@@ -54,6 +56,7 @@ def test_advance_runs_exactly_the_async_ticks_that_are_due() -> None:
         assert len(slow.at) == 1 + 361 and len(fast.at) == 1 + 1203
         assert fast.at == [3.0 * k for k in range(1204)]
     assert clock.monotonic() == 3610.0 and clock.sleepers == 0
+    assert clock.time() == 1_700_000_000.0 + 3610.0
 
 
 @pytest.mark.parametrize("kind", [Ticker, AsyncTicker], ids=["thread", "async"])
@@ -71,12 +74,13 @@ def test_jitter_is_drawn_from_the_clocks_seeded_random(kind: type[PeriodicServic
     assert svc.at == pytest.approx(expected, abs=1e-12)  # type: ignore[attr-defined]
 
 
-def test_a_stop_wakes_an_async_wait_without_moving_time() -> None:
+@pytest.mark.parametrize("kind", [Ticker, AsyncTicker], ids=["thread", "async"])
+def test_a_stop_wakes_a_wait_without_moving_time(kind: type[PeriodicService]) -> None:
     clock = FakeClock()
-    svc = AsyncTicker(interval=3600)
+    svc = kind(interval=3600)
     with supervised(svc, clock=clock):
         clock.wait_for_sleepers(1)
-        assert svc.at == [0.0]
+        assert svc.at == [0.0]  # type: ignore[attr-defined]
     assert svc.state is ServiceState.STOPPED and clock.monotonic() == 0.0
     assert clock.sleepers == 0  # the stopped wait's timer is off the clock
 
@@ -150,10 +154,11 @@ def test_advance_fails_when_a_woken_task_awaits_something_else() -> None:
 # -- backoff ------------------------------------------------------------------------------
 
 
-def test_async_backoff_delays_follow_the_fake_clock() -> None:
+@pytest.mark.parametrize("kind", [Crasher, AsyncCrasher], ids=["thread", "async"])
+def test_backoff_delays_follow_the_fake_clock(kind: type[Service]) -> None:
     clock = FakeClock(uniform=lambda low, high: low)  # always the shortest: half the ceiling
     backoff = Backoff(initial=4, factor=3, maximum=20)
-    crasher = AsyncCrasher(max_restarts=4)
+    crasher = kind(max_restarts=4)
     with capture_events() as events, Supervisor([crasher], clock=clock, backoff=backoff):
         for attempt in (1, 2, 3):
             delay = events.wait_for("service.backoff", attempt=attempt)["delay"]
@@ -222,23 +227,49 @@ def test_the_real_clock_schedules_on_the_loop_itself() -> None:
 # -- run_ticks ------------------------------------------------------------------------------
 
 
-def test_run_ticks_awaits_async_setup_ticks_and_teardown_in_this_thread() -> None:
-    calls: list[str] = []
+class Job(PeriodicService):
+    """Records the thread each tick ran in, between its setup and teardown."""
 
-    class Job(AsyncPeriodicService):
-        async def setup(self) -> None:
-            calls.append("setup")
+    def init_state(self) -> None:
+        super().init_state()
+        self.calls: list[str] = []
 
-        async def tick(self) -> None:
-            await asyncio.sleep(0)  # a real coroutine, awaited
-            calls.append(threading.current_thread().name)
+    def setup(self) -> None:
+        self.calls.append("setup")
 
-        async def teardown(self) -> None:
-            calls.append("teardown")
+    def tick(self) -> None:
+        self.calls.append(threading.current_thread().name)
 
-    status = run_ticks(Job(), 3)
+    def teardown(self) -> None:
+        self.calls.append("teardown")
+
+
+class AsyncJob(AsyncPeriodicService):
+    """``Job`` with coroutine hooks, each awaited."""
+
+    def init_state(self) -> None:
+        super().init_state()
+        self.calls: list[str] = []
+
+    async def setup(self) -> None:
+        self.calls.append("setup")
+
+    async def tick(self) -> None:
+        await asyncio.sleep(0)  # a real coroutine, awaited
+        self.calls.append(threading.current_thread().name)
+
+    async def teardown(self) -> None:
+        self.calls.append("teardown")
+
+
+@pytest.mark.parametrize("kind", [Job, AsyncJob], ids=["thread", "async"])
+def test_run_ticks_runs_setup_ticks_and_teardown_in_this_thread(
+    kind: type[PeriodicService],
+) -> None:
+    job = kind()
+    status = run_ticks(job, 3)
     me = threading.current_thread().name
-    assert calls == ["setup", me, me, me, "teardown"]
+    assert job.calls == ["setup", me, me, me, "teardown"]  # type: ignore[attr-defined]
     assert status["ticks"] == 3 and status["errors"] == 0
 
 

@@ -7,6 +7,7 @@ one and advance time by hand.
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,12 @@ class Timer(Protocol):
 
 class Clock(Protocol):
     """What a service needs of time."""
+
+    @property
+    def random(self) -> random.Random | None:
+        """Where jitter and backoff draw from; None: the ``random`` module. A test's clock
+        gives a seeded ``random.Random``, so that a run draws the same every time."""
+        ...
 
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back (``time.monotonic``)."""
@@ -63,6 +70,7 @@ class RealClock:
 
     monotonic = staticmethod(time.monotonic)
     time = staticmethod(time.time)
+    random: random.Random | None = None
 
     @staticmethod
     def wait_for(

@@ -13,7 +13,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, TextIO
 
 import structlog
@@ -26,6 +26,7 @@ __all__ = [
     "ConsoleHandler",
     "LiveStatus",
     "configure_logging",
+    "format_table",
     "render_status",
     "run_supervisor",
     "summary_of",
@@ -167,12 +168,15 @@ def render_status(services: Iterable[Service]) -> str:
                 detail,
             )
         )
+    return format_table(rows)
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """*rows* (the first one the header) as columns two spaces apart; the last column, free
+    text, is not padded, and no line ends in blanks."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join(
-        (
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        ).rstrip()
-        for row in rows
+        "  ".join([*map(str.ljust, row[:-1], widths), row[-1]]).rstrip() for row in rows
     )
 
 

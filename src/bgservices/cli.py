@@ -17,8 +17,9 @@ from typing import Any
 from ._options import MISSING, options_of
 from ._validate import suggest
 from .config import from_config, load_config, validate_config
-from .errors import ConfigError
+from .errors import ConfigError, Problem
 from .registry import registered
+from .supervisor import Supervisor
 
 __all__ = ["build_parser", "main", "render_types_markdown"]
 
@@ -55,13 +56,11 @@ def _problems_to_stderr(err: ConfigError, source: str) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     try:
         sup = from_config(load_config(args.config))
+        if args.status_port is not None:
+            _add_status_server(sup, args.status_port, args.status_host)
     except ConfigError as err:
         _problems_to_stderr(err, args.config)
         return 1
-    if args.status_port is not None:
-        from .services.status_server import StatusServer
-
-        sup.add(StatusServer(name="status_server", port=args.status_port, host=args.status_host))
     from ._console import LiveStatus, configure_logging, render_status, run_supervisor
 
     handler = configure_logging(args.log_level, args.log_format)
@@ -70,6 +69,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     code = run_supervisor(sup, args.duration, args.status_every, live)
     live.finish(render_status(sup))
     return code
+
+
+def _add_status_server(sup: Supervisor, port: int, host: str) -> None:
+    """Add the ``--status-port`` server; a clash with a configured name is a config problem."""
+    from .services.status_server import StatusServer
+
+    name = StatusServer.type_name
+    if any(service.name == name for service in sup):
+        message = f"--status-port adds a service named {name!r}: rename this one"
+        raise ConfigError([Problem(f"services.{name}", message)])
+    sup.add(StatusServer(name=name, port=port, host=host))
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -170,6 +180,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     import urllib.error
     import urllib.request
 
+    from ._console import format_table
+
     url = args.url.rstrip("/") + "/healthz"
     try:
         with urllib.request.urlopen(url, timeout=args.timeout) as answer:
@@ -190,11 +202,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         reasons = "; ".join(map(str, item.get("reasons", [])))
         ready = "yes" if item.get("ready") else "no"
         rows.append((str(name), str(item.get("state")), str(item.get("health")), ready, reasons))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[4]
-        )
+    print(format_table(rows))
     healthy = bool(report.get("healthy"))
     print(f"{'healthy' if healthy else 'unhealthy'} (phase: {report.get('phase')})")
     return 0 if healthy else 1
@@ -211,6 +219,13 @@ def _non_negative(text: str) -> float:
     value = float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0..65535, got {text}")
     return value
 
 
@@ -260,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a status table every S seconds, 0 never (default: %(default)s)",
     )  # fmt: skip
     run.add_argument(
-        "--status-port", type=int, metavar="PORT",
+        "--status-port", type=_port, metavar="PORT",
         help="serve /healthz, /readyz, /metrics and a status page on this port (0: any free one)",
     )  # fmt: skip
     run.add_argument(

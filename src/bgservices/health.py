@@ -9,7 +9,7 @@ change a verdict, so one watchdog thread per supervisor can sleep until then.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._saferepr import safe_repr
@@ -75,6 +75,7 @@ class ServiceHealth:
 
     *stalled* and *overrun* say that no heartbeat came within ``stall_after``, or that the
     current tick runs past ``tick_timeout``: the watchdog reports each once with the stack.
+    *overrun_since* is when that tick began (monotonic): which overrun it is.
     """
 
     name: str
@@ -86,7 +87,7 @@ class ServiceHealth:
     heartbeat_age: float | None = None
     stalled: bool = False
     overrun: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    overrun_since: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -111,11 +112,11 @@ def evaluate(service: Service) -> ServiceHealth:
     stalled = running and stall is not None and age is not None and age >= stall
     if stalled:
         found.append((Verdict.FAILING, f"no progress for {age:.1f}s (stall_after={stall:g}s)"))
-    overrun = False
+    overrun_since = None
     if running:
-        for verdict, reason, is_overrun in service._progress_health(now):
+        for verdict, reason, since in service._progress_health(now):
             found.append((verdict, reason))
-            overrun = overrun or is_overrun
+            overrun_since = since if since is not None else overrun_since
     if running or state is ServiceState.STANDBY:  # a follower has a view of its own too
         found += _own_findings(service)
     return ServiceHealth(
@@ -127,7 +128,8 @@ def evaluate(service: Service) -> ServiceHealth:
         state=state,
         heartbeat_age=age,
         stalled=stalled,
-        overrun=overrun,
+        overrun=overrun_since is not None,
+        overrun_since=overrun_since,
     )
 
 

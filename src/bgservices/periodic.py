@@ -161,7 +161,7 @@ class PeriodicService(Service):
     def _new_schedule(self) -> None:
         """A fresh schedule for this run, from now."""
         self.consecutive_errors = 0
-        chance = getattr(self._clock, "random", None)  # a test's clock may fix the draws
+        chance = self._clock.random  # a test's clock may fix the draws
         schedule = self._schedule = Schedule(
             self.schedule,
             self.interval,
@@ -170,6 +170,8 @@ class PeriodicService(Service):
             chance.uniform if chance is not None else None,
         )
         self._next_at = schedule.first()
+        if self.tick_timeout is not None:
+            self._changed()  # the watchdog learns the first tick's earliest deadline
 
     def _due(self) -> float:
         """When the next tick is due."""
@@ -179,12 +181,13 @@ class PeriodicService(Service):
     def _tick_begins(self) -> float:
         """Note a tick's start (its lateness, the deadline the watchdog watches); its time."""
         begun = self._clock.monotonic()
+        expected = self._progress_deadline()  # the earliest deadline the watchdog knows of
         if self._next_at is not None:
             self._lateness = max(0.0, begun - self._next_at)
         self._tick_began = begun
         self._errors_before = self.consecutive_errors
-        if self.tick_timeout is not None:
-            self._changed()  # the watchdog learns the new deadline
+        if expected is not None and begun >= expected:
+            self._changed()  # so late the watchdog may have judged that deadline already
         return begun
 
     def _tick_failed(self, exc: Exception) -> None:
@@ -215,7 +218,7 @@ class PeriodicService(Service):
             self.overruns += 1
         if self._schedule is not None:
             self._next_at = self._schedule.after(now)
-        self._tell_owner(self._errors_before, now)
+        self._tell_owner(now)
 
     def summary(self) -> str:
         return f"ticks={self.ticks} errors={self.errors}"
@@ -247,19 +250,19 @@ class PeriodicService(Service):
             if self.wait(remaining):
                 return True
 
-    def _tell_owner(self, errors_before: int, now: float) -> None:
+    def _tell_owner(self, now: float) -> None:
         """Wake the watchdog (and readiness waiters) when this tick may have changed the
         health: the first tick, errors starting or ending, a tick deadline ending. A class
         with its own ``check_health`` or ``ready`` is judged after its ticks too, at most ten
         times a second, so that a fast ticker costs its supervisor nothing."""
-        errors = self.consecutive_errors
+        errors, errors_before = self.consecutive_errors, self._errors_before
         if (
             self.ticks == 1
             or (
                 errors != errors_before
                 and self._error_level(errors_before) != self._error_level(errors)
             )
-            or self.tick_timeout is not None
+            or self._overran()
             or self._stall_reported
             or (_own_view(type(self)) and now - self._told_at >= _TELL_EVERY)
         ):
@@ -273,27 +276,40 @@ class PeriodicService(Service):
             + (errors >= self.failing_after_errors)
         )
 
-    def _progress_health(self, now: float) -> list[tuple[Verdict, str, bool]]:
-        found: list[tuple[Verdict, str, bool]] = []
+    def _progress_health(self, now: float) -> list[tuple[Verdict, str, float | None]]:
+        found: list[tuple[Verdict, str, float | None]] = []
         began, limit = self._tick_began, self.tick_timeout
-        if began is not None and limit is not None and now - began > limit:
+        if began is not None and limit is not None and now - began >= limit:
             found.append(
                 (
                     Verdict.FAILING,
                     f"tick running for {now - began:.1f}s (tick_timeout={limit:g}s)",
-                    True,
+                    began,
                 )
             )
         errors = self.consecutive_errors
         if errors >= self.failing_after_errors:
-            found.append((Verdict.FAILING, f"{errors} failing ticks in a row", False))
+            found.append((Verdict.FAILING, f"{errors} failing ticks in a row", None))
         elif errors >= self.degraded_after_errors:
-            found.append((Verdict.DEGRADED, f"{errors} failing tick(s) in a row", False))
+            found.append((Verdict.DEGRADED, f"{errors} failing tick(s) in a row", None))
         return found
 
     def _progress_deadline(self) -> float | None:
-        began, limit = self._tick_began, self.tick_timeout
-        return None if began is None or limit is None else began + limit
+        """When the running tick overruns; between ticks, the earliest the next one could.
+
+        Deadlines only move later (a tick begins once it is due), so the watchdog, waking at
+        the one it last saw, is never late, and no tick has to wake it when it begins.
+        """
+        limit = self.tick_timeout
+        if limit is None:
+            return None
+        began = self._tick_began if self._tick_began is not None else self._next_at
+        return None if began is None else began + limit
+
+    def _overran(self) -> bool:
+        """The tick that just ended ran past ``tick_timeout`` (its verdict is to be lifted)."""
+        limit = self.tick_timeout
+        return limit is not None and (self.last_tick_duration or 0.0) > limit
 
 
 _own_views: dict[type, bool] = {}

@@ -296,8 +296,9 @@ class Service(_Declared):
         """This service's health now: verdict, reasons, readiness (see ``bgservices.health``)."""
         return evaluate(self)
 
-    def _progress_health(self, now: float) -> list[tuple[Verdict, str, bool]]:
-        """Verdicts from the subclass's progress figures: (verdict, reason, tick overrun)."""
+    def _progress_health(self, now: float) -> list[tuple[Verdict, str, float | None]]:
+        """Verdicts from the subclass's progress figures: (verdict, reason, and for a tick
+        overrun when that tick began, else None)."""
         return []
 
     def _progress_deadline(self) -> float | None:
@@ -534,14 +535,11 @@ class Service(_Declared):
             if self._stop_requested or self._stepping_down:
                 return
             self._stepping_down = True
-            run_hook = type(self).on_stop_requested is not Service.on_stop_requested
+            run_hook = self._has_stop_hook()
             if run_hook:
                 self._stop_hook_done = False
             self._cond.notify_all()
-        if run_hook:
-            threading.Thread(
-                target=self._run_stop_hook, name=f"bgservices:{self.name}:on-stop", daemon=True
-            ).start()
+        self._stop_requested_now(run_hook)
 
     def _run_stop_hook(self) -> None:
         previous, _current.service = getattr(_current, "service", None), self
@@ -660,7 +658,7 @@ class Service(_Declared):
             self._fail(exc, f"over {self.max_restarts} restarts in {self.restart_window:g}s")
             return None
         attempt = 1 if ran_for >= self._backoff.reset_after else attempt + 1
-        delay = self._backoff.delay(attempt, getattr(self._clock, "random", None))
+        delay = self._backoff.delay(attempt, self._clock.random)
         if not self._transition(
             _S.BACKOFF, "service.backoff", "warning", unless_stopping=True,
             attempt=attempt, delay=round(delay, 3),

@@ -210,7 +210,7 @@ class Supervisor:
         if problems:
             raise ConfigError(problems)
         for service in services:
-            self.add(service)
+            self._add(service, checked=True)
         _exit.remember(self)
 
     def _init_runtime(self) -> None:
@@ -244,17 +244,23 @@ class Supervisor:
     # -- services ------------------------------------------------------------------------
 
     def add(self, service: Service) -> Service:
-        """Add *service*; if the supervisor is starting or running, start it now."""
+        """Add *service*; if the supervisor is starting or running, start it now, once what
+        it ``requires`` is ready (it is FAILED if that is not so within ``ready_timeout``)."""
         if not isinstance(service, Service):
             raise TypeError(f"expected a Service, got {type(service).__name__}")
+        return self._add(service, checked=False)
+
+    def _add(self, service: Service, *, checked: bool) -> Service:
+        """``add()``; *checked*: the ``requires`` graph was checked with *service* in it."""
         with self._lock:
             if service.name in self._services:
                 raise ValueError(f"a service named {service.name!r} is already supervised")
-            if service.requires:  # with none, it can close no cycle and name no unknown
+            if service.requires and not checked:  # with none: no cycle, no unknown name
                 graph = {s.name: s.requires for s in self._services.values()}
                 graph[service.name] = service.requires
-                launching = self._phase in (Phase.STARTING, Phase.RUNNING)
-                problems = _deps.problems(graph, unknown=launching)
+                problems = _deps.problems(graph, unknown=False)
+                if self._phase in (Phase.STARTING, Phase.RUNNING):  # later adds may name it
+                    problems += _deps.unknown_names(service.name, service.requires, graph)
                 if problems:
                     raise ConfigError(problems)
             service._claim(self)
@@ -381,9 +387,9 @@ class Supervisor:
             self._verdicts[name] = report.verdict
             new_stall = report.stalled and not service._stall_reported
             service._stall_reported = report.stalled
-            began = getattr(service, "_tick_began", None)
-            new_overrun = report.overrun and self._overruns_reported.get(name) != began
-            if new_overrun and began is not None:
+            began = report.overrun_since  # the overrunning tick, as judged: reported once
+            new_overrun = began is not None and self._overruns_reported.get(name) != began
+            if began is not None:
                 self._overruns_reported[name] = began
         if new_stall:
             service._emit("service.stalled", "warning", stall_after=service.stall_after,
@@ -407,7 +413,9 @@ class Supervisor:
                 return True
             services = list(self)
             if any(
-                s.state.ended or s.stopping for s in services if s.state is not ServiceState.NEW
+                s.state.ended or s._stop_requested
+                for s in services
+                if s.state is not ServiceState.NEW
             ):
                 return True
             return self.ready
@@ -428,7 +436,7 @@ class Supervisor:
         def settled() -> bool:
             if self._phase in (Phase.STOPPING, Phase.STOPPED):
                 return True
-            return all(s.state in _UP or s.state.ended or s.stopping for s in self)
+            return all(s.state in _UP or s.state.ended or s._stop_requested for s in self)
 
         with self._changed:
             self._changed.wait_for(settled, timeout)
@@ -600,7 +608,7 @@ class Supervisor:
             if self._services.get(service.name) is not service:
                 return True
             others = required()
-            if any(o is None or o.state.ended or o.stopping for o in others):
+            if any(o is None or o.state.ended or o._stop_requested for o in others):
                 return True
             return all(o is not None and up_and_ready(o)
                        for o in others)  # fmt: skip
@@ -614,21 +622,29 @@ class Supervisor:
             if self._services.get(service.name) is not service:
                 return False
             missing = [
-                name for name, o in zip(service.requires, required(), strict=True)
+                f"{name!r} ({self._why_not_up(o)})"
+                for name, o in zip(service.requires, required(), strict=True)
                 if o is None or not up_and_ready(o)
-            ]  # fmt: skip
+            ]
         if not missing:
             return True
-        error = RuntimeError(
-            f"not started: required service(s) {', '.join(map(repr, missing))} "
-            f"not ready within {self.ready_timeout:g}s"
-        )
+        error = RuntimeError(f"not started: required service(s) {', '.join(missing)}")
         if service.state is ServiceState.FAILED:
             service._record_error(error)
             service._emit("service.failed", "error", exc=error, reason="requirements")
         else:
             service._launch_failed(error)
         return False
+
+    def _why_not_up(self, required: Service | None) -> str:
+        """Why a required service is not up and ready, for the dependent's error."""
+        if required is None:
+            return "not supervised"
+        if required.state.ended:
+            return required.state.value
+        if required._stop_requested:
+            return "stopping"
+        return f"not ready within {self.ready_timeout:g}s"
 
     def _may_launch(self, service: Service) -> bool:
         """Starting or running, and *service* still supervised here (the caller holds _lock)."""
@@ -802,20 +818,12 @@ class Supervisor:
         has stopped; within a wave, all at once (no ``requires``: one wave, like setting
         every stop event and then joining every thread).
 
-        Critical services are waited for until *deadline*; past it, whatever was not asked
-        yet is asked at once with one event for all. Then everyone gets the daemon grace,
-        never past *final*.
+        The next wave waits only for the services of this one that require something (an
+        unrelated slow service holds back nothing). Critical services are waited for until
+        *deadline*; past it, whatever was not asked yet is asked at once with one event for
+        all. Then everyone gets the daemon grace, never past *final*.
         """
-        asked = 0
-        waves = _stop_waves(services)
-        for index, wave in enumerate(waves):
-            for service in wave:
-                service._request_stop()
-            asked += len(wave)
-            last_wave = index == len(waves) - 1
-            if not self._wait_wave(wave, deadline, critical_only=last_wave):
-                break
-        rest = [s for wave in waves for s in wave][asked:]
+        rest = self._ask_in_waves(services, deadline)
         if rest:  # past the deadline: ask the rest at once, with one event for all
             self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
             for other in rest:
@@ -829,13 +837,24 @@ class Supervisor:
             if service._exited and thread is not None and thread.ident and thread is not me:
                 thread.join(max(0.0, grace_end - time.monotonic()))
 
+    def _ask_in_waves(self, services: list[Service], deadline: float) -> list[Service]:
+        """Ask *services* wave by wave, then wait for the critical ones until *deadline*;
+        those not asked because the deadline passed first."""
+        waves = _stop_waves(services)
+        for index, wave in enumerate(waves):
+            for service in wave:
+                service._request_stop()
+            # the next wave waits only for what requires it: this wave's dependents
+            if not self._wait_all([s for s in wave if s.requires], deadline):
+                return [s for later in waves[index + 1 :] for s in later]
+        self._wait_all([s for s in services if not s.daemon], deadline)
+        return []
+
     @staticmethod
-    def _wait_wave(wave: list[Service], deadline: float, *, critical_only: bool) -> bool:
-        """Wait for a wave to end (only its critical services in the last wave: the others
-        get the grace); False once the deadline has passed with one still running."""
-        for service in wave:
-            if critical_only and service.daemon:
-                continue
+    def _wait_all(services: list[Service], deadline: float) -> bool:
+        """Wait for *services* to end; False once the deadline has passed with one still
+        running."""
+        for service in services:
             if not service._wait_exited(deadline - time.monotonic()) and (
                 service._running_elsewhere
             ):
@@ -1106,7 +1125,7 @@ def _stop_waves(services: list[Service]) -> list[list[Service]]:
     while todo:
         wave = [s for s in todo if not dependents[s.name]] or todo  # a cycle: all at once
         for service in wave:
-            for required in service.requires:
+            for required in _required(service):
                 dependents[required] = dependents.get(required, 1) - 1
         waves.append(wave)
         chosen = {id(s) for s in wave}
@@ -1118,7 +1137,12 @@ def _dependents(services: list[Service]) -> dict[str, int]:
     """For each of *services*, how many of the others require it."""
     counts = {s.name: 0 for s in services}
     for service in services:  # linear: a thousand services without requires cost ~nothing
-        for required in set(service.requires):
-            if required != service.name and required in counts:
+        for required in _required(service):
+            if required in counts:
                 counts[required] += 1
     return counts
+
+
+def _required(service: Service) -> set[str]:
+    """The other services *service* requires, each once (a name may be listed twice)."""
+    return set(service.requires) - {service.name}

@@ -10,6 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from .._process import free_port
+
 __all__ = ["RedisServer", "missing_reason"]
 
 
@@ -20,19 +22,12 @@ def missing_reason() -> str | None:
     return "redis-server is not installed (Debian: apt-get install redis-server; .ci/run does)"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class RedisServer:
     """One redis-server process; ``kill()`` and ``start()`` again keep the same port."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
 

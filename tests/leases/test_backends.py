@@ -13,17 +13,8 @@ import pytest
 
 from bgservices.leases import FileLeaseBackend, HeldLease, RedisLeaseBackend
 
+from .._process import until
 from ._redis_server import RedisServer
-
-
-def _wait(predicate: object, timeout: float = 5.0) -> bool:
-    """Poll *predicate* (a callable) every 10 ms, bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def test_file_lease_is_exclusive_and_tokens_grow(tmp_path: Path) -> None:
@@ -82,7 +73,7 @@ def test_redis_lease_is_exclusive_expires_and_tokens_grow(redis_server: RedisSer
         assert first is not None
         assert two.acquire("job", 0.3) is None
         assert one.renew(first, 0.3)
-        assert _wait(lambda: two.acquire("job", 0.3) is not None)  # not renewed: it expires
+        assert until(lambda: two.acquire("job", 0.3) is not None)  # not renewed: it expires
         assert not one.renew(first, 0.3)  # the token check: no longer ours
         one.release(first)  # a no-op, not an error, and it must not free the new holder's lease
         assert one.acquire("job", 0.3) is None

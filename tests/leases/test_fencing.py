@@ -5,13 +5,14 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import ModuleType
 
-from bgservices.leases import RedisLeaseBackend
+import pytest
 
-from .._process import ROOT
+from bgservices.leases import FileLeaseBackend, RedisLeaseBackend
+
+from .._process import ROOT, until
 from ._redis_server import RedisServer
 
 
@@ -32,11 +33,7 @@ def test_a_stale_holders_write_is_refused(redis_server: RedisServer, tmp_path: P
         assert old is not None
         assert table.write("daily", "old holder", old.token)
         # The old holder is paused past its TTL: no renewal, and the lease expires.
-        deadline = time.monotonic() + 10
-        new = None
-        while new is None and time.monotonic() < deadline:
-            new = fresh.acquire("report", 5.0)
-            time.sleep(0.01)
+        new = until(lambda: fresh.acquire("report", 5.0))
         assert new is not None and new.token > old.token
         assert table.write("daily", "new holder", new.token)
         assert not table.write("daily", "old holder, late", old.token)  # refused
@@ -55,3 +52,17 @@ def test_the_fencing_example_runs_as_documented(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "holder wrote with token" in done.stdout
     assert done.stdout.rstrip().endswith(": refused")
+
+
+def test_the_fencing_example_gives_up_with_a_reason_when_the_lock_is_held(
+    tmp_path: Path,
+) -> None:
+    lock = str(tmp_path / "r.lock")
+    other = FileLeaseBackend()
+    held = other.acquire(lock, 1.0)  # another process's hold: the example's service waits
+    assert held is not None
+    try:
+        with pytest.raises(SystemExit, match=r"no report within 0\.3 s: .*hold .*r\.lock\?"):
+            _example().main(str(tmp_path / "r.db"), timeout=0.3)
+    finally:
+        other.release(held)

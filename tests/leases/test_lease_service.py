@@ -14,6 +14,7 @@ from bgservices import ConfigError, PeriodicService, Service, ServiceState, Supe
 from bgservices.config import from_config
 from bgservices.leases import Lease
 
+from .._process import until
 from ..conftest import Recorder
 from ._redis_server import RedisServer
 
@@ -41,16 +42,6 @@ class Worker(Service):
 
     def on_stop_requested(self) -> None:
         self.hooks += 1
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll *predicate* every 10 ms, bounded."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_one_holder_runs_the_other_waits_in_standby_and_takes_over_on_stop(
@@ -155,11 +146,11 @@ def test_a_periodic_service_ticks_only_while_it_holds_the_lease(
     first = make_supervisor(one)
     first.start()
     make_supervisor(two).start()
-    assert _until(lambda: len(ticks) >= 5)
+    assert until(lambda: len(ticks) >= 5)
     first.stop()
     assert two.wait_for_state(ServiceState.RUNNING, timeout=5)
     seen = len(ticks)
-    assert _until(lambda: len(ticks) >= seen + 5)
+    assert until(lambda: len(ticks) >= seen + 5)
     with lock:
         names = [name for name, _ in ticks]
         tokens = [token for _, token in ticks]
@@ -215,21 +206,25 @@ def test_redis_killed_the_holder_steps_down_then_one_holds_again(
     sups = {worker.name: make_supervisor(worker).start() for worker in workers}
     holder = next(w for w in workers if w.state is ServiceState.RUNNING)
     assert sum(w.state is ServiceState.STANDBY for w in workers) == 1
-    time.sleep(0.5)  # a renewal or so
-    killed = time.monotonic()
-    redis_server.kill()
+    held = holder.lease
+    assert held is not None
+    acquired = held.last_renewed
+    assert until(lambda: held.last_renewed != acquired)  # a renewal went through
+    redis_server.kill()  # at once: the next renewal is ttl / 3 away
+    renewed = held.last_renewed  # the last one: none can succeed from here
+    assert renewed is not None
     assert holder.wait_for_state(ServiceState.STANDBY, timeout=5)
-    stepped_down = time.monotonic() - killed
-    print(f"stepped down {stepped_down:.3f}s after Redis died (ttl {ttl}s)")
     lost = recorder.wait_for("lease.lost", service=holder.name)
+    print(f"stepped down {lost['timestamp'] - renewed:.3f}s after its last renewal (ttl {ttl}s)")
     assert lost["reason"] == "renew deadline passed"
-    assert stepped_down < ttl  # the lease it held cannot have expired before it stepped down
+    # Wall-clock seconds, both: the lease it held cannot have expired before it stepped down.
+    assert lost["timestamp"] < renewed + ttl
     assert all(w.state is ServiceState.STANDBY for w in workers)
     assert holder.status()["lease"]["reachable"] is False
     health = sups[holder.name].health()["services"][holder.name]
     assert health["health"] == "degraded" and "lease store unreachable" in health["reasons"][0]
     redis_server.start()
-    assert _until(lambda: any(w.lease is not None and w.lease.held for w in workers))
+    assert until(lambda: any(w.lease is not None and w.lease.held for w in workers))
     time.sleep(0.3)  # a few retry intervals: a second holder would show by now
     states = sorted(w.state.value for w in workers)
     assert states == ["running", "standby"], states

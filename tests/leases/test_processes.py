@@ -6,11 +6,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
-from .._process import App
+from .._process import App, until
 from ._redis_server import RedisServer
 
 TTL, RETRY = 1.0, 0.2
@@ -23,15 +23,6 @@ def client(redis_server: RedisServer) -> Iterator[object]:
     connection = redis.Redis.from_url(redis_server.url, decode_responses=True)
     yield connection
     connection.close()
-
-
-def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
 
 
 class Sampler:
@@ -78,24 +69,24 @@ def test_three_processes_one_active_failover_on_kill_and_on_stop(
         dead: set[str] = set()
         sampler = Sampler(client, dead)
         try:
-            assert _until(lambda: client.llen("log") > 20)  # type: ignore[attr-defined]
+            assert until(lambda: client.llen("log") > 20)  # type: ignore[attr-defined]
             first = _writer(client)
 
             killed = time.monotonic()
             os.kill(int(first), signal.SIGKILL)
             apps[first].proc.wait(10)
             dead.add(first)  # its pid stays in the set: it never ran its teardown
-            assert _until(lambda: _writer(client) != first)
+            assert until(lambda: _writer(client) != first)
             after_kill = time.monotonic() - killed
             second = _writer(client)
 
             stopped = time.monotonic()
             apps[second].proc.send_signal(signal.SIGTERM)
-            assert _until(lambda: _writer(client) not in (first, second))
+            assert until(lambda: _writer(client) not in (first, second))
             after_stop = time.monotonic() - stopped
             assert apps[second].proc.wait(10) == 0
             third = _writer(client)
-            assert _until(lambda: client.llen("log") > 60)  # type: ignore[attr-defined]
+            assert until(lambda: client.llen("log") > 60)  # type: ignore[attr-defined]
         finally:
             sampler.stop()
         print(

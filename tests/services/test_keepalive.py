@@ -227,6 +227,27 @@ def test_redaction_keeps_the_host_and_hides_query_secrets(make_supervisor, recor
     assert down["url"] == status["url"] and "127.0.0.1" in down["error"]
 
 
+def test_a_secret_repeated_outside_its_place_in_the_url_is_hidden_too(
+    make_supervisor, recorder
+) -> None:
+    """The password again in the path, a token in the fragment: not in health, status, logs."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    url = f"http://admin:hunter2x@127.0.0.1:{port}/hunter2x/health#token=FRAG-SECRET"
+    went_down = threading.Event()
+    ping = KeepAlive(
+        url=url, interval=0.01, timeout=1, failure_threshold=1, on_down=lambda s: went_down.set()
+    )
+    with make_supervisor(ping) as sup:
+        assert went_down.wait(10)
+        health = sup.health()["services"][ping.name]
+    assert health["health"] == "failing"
+    shown = json.dumps(health) + json.dumps(ping.status()) + json.dumps(list(recorder), default=str)
+    assert "hunter2x" not in shown and "FRAG-SECRET" not in shown
+    assert ping.status()["url"] == f"http://***@127.0.0.1:{port}/***/health#token=***"
+
+
 def test_redact_text_scrubs_structure_not_every_digit() -> None:
     secrets = url_secrets("http://u:1@127.0.0.1/x?token=abcdef&sig=zz")
     text = "GET http://u:1@127.0.0.1/x?token=abcdef&sig=zz failed; token abcdef; 127.0.0.1"

@@ -20,6 +20,7 @@ import structlog
 from bgservices import ConfigError
 from bgservices.services import LogCollector
 from bgservices.services._logrender import Renderer, capture
+from bgservices.testing import FakeClock
 
 from .._process import App
 
@@ -368,6 +369,35 @@ def test_a_full_queue_drops_and_counts_when_asked(make_supervisor, gate: GatedSt
         gate.opened.set()
     assert [r["event"] for r in gate.records()] == ["held"] + [f"queued {n}" for n in range(10)]
     assert collector.status()["written"] == 11 and collector.status()["dropped"] == 15
+
+
+def test_a_drop_degrades_the_collector_for_a_minute_from_when_it_happened(
+    make_supervisor, gate: GatedStream
+) -> None:
+    """Measured from the drop itself, not from the first health check that noticed it."""
+    clock = FakeClock()
+    collector = LogCollector(stream="stdout", max_queue=2, on_full="drop", loggers=["drops"])
+    logger = _logger("drops")
+
+    def dropping() -> bool:
+        check = collector.check_health()
+        return any(r.startswith("dropping records") for r in (check.reasons if check else ()))
+
+    with gate, make_supervisor(collector, clock=clock):
+        logger.info("held")
+        assert gate.entered.wait(5)  # the writer holds one; 2 fit in the queue
+        for n in range(3):
+            logger.info("queued %d", n)
+        assert collector.dropped == 1
+        clock.advance(61)
+        assert not dropping()  # the first look comes after the minute: long forgotten
+        logger.info("late")  # the queue is still full: dropped now
+        assert collector.dropped == 2 and dropping()
+        clock.advance(59)
+        assert dropping()
+        clock.advance(2)
+        assert not dropping()
+        gate.opened.set()
 
 
 def test_a_full_queue_blocks_the_producer_by_default(make_supervisor, gate: GatedStream) -> None:

@@ -88,6 +88,9 @@ def test_health_readiness_metrics_and_page_over_http(surface: Surface) -> None:
     surface.touch("load")
     assert surface.wait("/readyz", 200).json() == {"ready": True, "not_ready": []}
     assert surface.wait("/healthz", 200).json()["healthy"] is True
+    head = requests.head(surface.base + "/readyz", timeout=5)  # GET's headers, no body
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["Content-Length"] == str(len(surface.get("/readyz").content))
 
     # Failing ticks: 503 within a few ticks, with the reason; back to 200 after recovery.
     surface.touch("broken")

@@ -8,7 +8,7 @@ read is a dict lookup in microseconds, not a round trip.
 
 When Redis cannot be reached, reads serve the near-cache's last values (however old), the
 cache reports ``degraded``, and Redis is tried again after a backoff (0.1 s doubling to 5 s,
-jittered): no request waits on a dead server twice in a row.
+jittered), by one reader at a time: no request waits on a dead server twice in a row.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ class RedisCache:
         self._near: dict[Hashable, tuple[Any, float]] = {}
         self._retry_at = 0.0  # monotonic: Redis is not tried before this while degraded
         self._backoff = 0.0
+        self._probe_time = 2 * timeout  # the most a probe can take: connect, then the command
         self.degraded = False
         self.errors = 0
         self.last_error: str | None = None
@@ -78,7 +79,7 @@ class RedisCache:
         with self._lock:
             entry = self._near.get(key)
             fresh = entry is not None and now - entry[1] < self.near_ttl
-            if fresh or (self.degraded and now < self._retry_at):
+            if fresh or not self._may_ask(now):
                 self.near_hits += 1
                 return default if entry is None or entry[0] is _MISSING else entry[0]
         try:
@@ -95,6 +96,9 @@ class RedisCache:
 
     def set(self, key: Hashable, value: Any, ttl: float) -> None:
         data = self._encode(value)  # a value msgspec cannot encode raises TypeError here
+        # Kept near as a reader decodes it (a tuple as a list, ...): its type never changes
+        # when the near copy ages out and the value is read back from Redis.
+        value = self._decode(data)
         with self._lock:
             self._remember(key, value, time.monotonic())
         self._call(lambda: self.client.set(self._name(key), data, px=max(1, int(ttl * 1000))))
@@ -110,20 +114,21 @@ class RedisCache:
         """A warm-up has completed (called by the warmer that holds the lease)."""
         self._call(lambda: self.client.set(self._name(_READY), b"1", px=max(1, int(ttl * 1000))))
 
-    def wait_ready(self, timeout: float | None = None, poll: float = 0.05) -> bool:
-        """Block until some warmer has completed a warm-up into this cache; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                if self.client.exists(self._name(_READY)):
-                    self._recovered()
-                    return True
-            except Exception as exc:
-                self._failed(exc)
-            if deadline is not None and time.monotonic() >= deadline:
+    def is_ready(self) -> bool:
+        """Whether some warmer has completed a warm-up into this cache: one ``EXISTS``.
+
+        False while Redis cannot be reached (asked again only after the backoff).
+        """
+        with self._lock:
+            if not self._may_ask(time.monotonic()):
                 return False
-            pause = poll if deadline is None else min(poll, max(0.0, deadline - time.monotonic()))
-            time.sleep(pause)
+        try:
+            found = bool(self.client.exists(self._name(_READY)))
+        except Exception as exc:
+            self._failed(exc)
+            return False
+        self._recovered()
+        return found
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -151,6 +156,20 @@ class RedisCache:
         if len(near) >= self.maxsize:
             del near[next(iter(near))]
         near[key] = (value, now)
+
+    def _may_ask(self, now: float) -> bool:
+        """Whether this caller may go to Redis (the lock is held).
+
+        Always while Redis is reachable. While it is not, one caller once the retry is due:
+        it pushes the retry past its own probe, so concurrent readers keep serving near values
+        instead of each waiting on the dead server; its failure sets the next retry.
+        """
+        if not self.degraded:
+            return True
+        if now < self._retry_at:
+            return False
+        self._retry_at = now + self._probe_time
+        return True
 
     def _call(self, command: Any) -> None:
         try:

@@ -22,7 +22,7 @@ __all__ = ["CacheBackend", "CacheWarmer", "MemoryCache"]
 _STOPPED: Any = object()  # what a guarded call returns when a stop came first
 _ENDED = (ServiceState.STOPPED, ServiceState.FAILED)
 #: How often ``wait_ready`` looks at the state between two runs, the one moment no one
-#: announces to it whether a restart or a failure follows.
+#: announces to it whether a restart or a failure follows, and at a shared cache.
 _RECHECK = 0.05
 
 
@@ -131,30 +131,35 @@ class CacheWarmer(PeriodicService):
         False on timeout, and at once when the service has failed, stopped or is stopping:
         it can no longer become ready, so no wait is left without an end. With a shared
         backend (``RedisCache``), a warm-up by any process's warmer counts: a follower waiting
-        in STANDBY returns once the leader has filled the cache.
+        in STANDBY returns once the leader has filled the cache (it asks every 50 ms).
         """
-        shared = getattr(self.cache, "wait_ready", None)
-        if shared is not None and not self._ready:
-            return bool(shared(timeout))
+        shared: Callable[[], bool] | None = getattr(self.cache, "is_ready", None)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             # The state is read outside our lock: the framework may call init_state (which
-            # takes our lock) while holding its own.
+            # takes our lock) while holding its own. So is the shared cache (a Redis call).
             ended = self.state in _ENDED
+            shared_ready = shared is not None and self._shared_ready(shared, ended)
             cond = self._ready_cond
             with cond:
                 if cond is not self._ready_cond:
                     continue  # a new launch replaced it
-                if self._ready:
+                if self._ready or shared_ready:
                     return True
                 if ended or self.stopping:
                     return False
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                if self._between_runs:  # the state that follows a run is not announced
-                    remaining = _RECHECK if remaining is None else min(remaining, _RECHECK)
+                # Neither the state that follows a run nor another process's warm-up is
+                # announced to us: look again soon.
+                if self._between_runs or shared is not None:
+                    remaining = min(remaining or _RECHECK, _RECHECK)
                 cond.wait(remaining)
+
+    def _shared_ready(self, is_ready: Callable[[], bool], ended: bool) -> bool:
+        """A shared cache's readiness, asked only while ours is still to come."""
+        return not (self._ready or ended or self.stopping) and is_ready()
 
     @property
     def ready(self) -> bool:
@@ -225,14 +230,14 @@ class CacheWarmer(PeriodicService):
                 continue
             self.cache.set(key, value, ttl)
             warmed += 1
+        mark_ready = getattr(self.cache, "mark_ready", None)  # a shared backend's followers
+        if mark_ready is not None:
+            mark_ready(ttl)  # before the figures: a run it fails is not counted as a success
         self.runs += 1
         self.keys_warmed, self.failures = warmed, failures
         self.total_failures += failures
         self.last_duration = round(time.monotonic() - began, 6)
         self.last_success_at = time.time()
-        mark_ready = getattr(self.cache, "mark_ready", None)  # a shared backend's followers
-        if mark_ready is not None:
-            mark_ready(ttl)
         self._notify_ready(ready=True)
         self._emit("cache.warmed", keys=warmed, failures=failures, seconds=self.last_duration)
 

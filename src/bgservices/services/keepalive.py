@@ -89,6 +89,9 @@ class KeepAlive(PeriodicService):
         self._secrets = url_secrets(self.url) + [
             v for k, v in self.headers.items() if redact_headers({k: v})[k] != v
         ]
+        # The URL as shown anywhere: a secret may also appear outside its place (a password
+        # repeated in the path, a token in the fragment), where only redact_text finds it.
+        self._shown_url = redact_text(redact_url(self.url), self._secrets)
 
     def init_state(self) -> None:
         super().init_state()
@@ -108,8 +111,7 @@ class KeepAlive(PeriodicService):
     def check_health(self) -> HealthCheck | None:
         """Failing while the target is DOWN."""
         if self.health is Health.DOWN:
-            reason = f"{redact_url(self.url)} is down: {self.last_failure}"
-            return HealthCheck.failing(redact_text(reason, self._secrets))
+            return HealthCheck.failing(f"{self._shown_url} is down: {self.last_failure}")
         return None
 
     @property
@@ -207,7 +209,7 @@ class KeepAlive(PeriodicService):
         self._skip_until = 0.0
         if self.health is not Health.UP:
             previous, self.health = self.health, Health.UP
-            self._emit("keepalive.up", url=redact_url(self.url), previous=previous.value)
+            self._emit("keepalive.up", url=self._shown_url, previous=previous.value)
             if previous is Health.DOWN:
                 self.call_safely(self.on_up, self, what="on_up")
 
@@ -217,7 +219,7 @@ class KeepAlive(PeriodicService):
         self.last_failure = error
         if self.health is not Health.DOWN and self.consecutive_failures >= self.failure_threshold:
             self.health = Health.DOWN
-            self._emit("keepalive.down", "warning", url=redact_url(self.url), error=error)
+            self._emit("keepalive.down", "warning", url=self._shown_url, error=error)
             self.call_safely(self.on_down, self, what="on_down")
         if self.health is Health.DOWN and self.down_backoff:
             beyond = self.consecutive_failures - self.failure_threshold
@@ -233,7 +235,7 @@ class KeepAlive(PeriodicService):
         return {
             **super().stats(),
             "health": self.health.value,
-            "url": redact_url(self.url),
+            "url": self._shown_url,
             "headers": redact_headers(self.headers),
             "probes": self.probes,
             "failures": self.failures,

@@ -7,9 +7,8 @@ import os
 import queue
 import sys
 import threading
-import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any, ClassVar, Literal
 
 from ..errors import Problem
@@ -88,6 +87,7 @@ class LogCollector(Service):
             self.max_queue,
             self.on_full == "drop",
             self.loggers,
+            lambda: self.clock.monotonic(),  # read at each drop: a launch may change the clock
         )
         self._file: SharedLogFile | None = None
         self.written = 0
@@ -152,12 +152,9 @@ class LogCollector(Service):
     def check_health(self) -> HealthCheck | None:
         """Degraded while dropping records (any dropped in the last minute) or while the
         queue is more than 90 % full."""
-        now = time.monotonic()
-        seen, at = getattr(self, "_drops_seen", (0, -_DROP_MEMORY))
-        if self.dropped != seen:
-            seen, at = self._drops_seen = (self.dropped, now)
         reasons = []
-        if seen and now - at < _DROP_MEMORY:
+        last_drop_at = self._intake.last_drop_at
+        if last_drop_at is not None and self.clock.monotonic() - last_drop_at < _DROP_MEMORY:
             reasons.append(f"dropping records ({self.dropped} dropped)")
         depth = self._intake.queue.qsize()
         if self.max_queue and depth > 0.9 * self.max_queue:
@@ -192,12 +189,20 @@ class _Intake(logging.Handler):
     """
 
     def __init__(
-        self, renderer: Renderer, level: int, max_queue: int, drop: bool, names: list[str]
+        self,
+        renderer: Renderer,
+        level: int,
+        max_queue: int,
+        drop: bool,
+        names: list[str],
+        monotonic: Callable[[], float],
     ) -> None:
         super().__init__(level)
         self._prepare = renderer.accept
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.dropped = 0
+        self.last_drop_at: float | None = None  # monotonic(), when the last record was dropped
+        self._monotonic = monotonic
         self._max_queue, self._drop = max_queue, drop
         self._names = names
         self._loggers: list[logging.Logger] = []
@@ -236,6 +241,7 @@ class _Intake(logging.Handler):
         if self._max_queue and self.queue.qsize() >= self._max_queue and not self._wait():
             with self._room:
                 self.dropped += 1
+                self.last_drop_at = self._monotonic()
             return
         self.queue.put(item)
 

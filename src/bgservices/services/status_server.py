@@ -52,11 +52,16 @@ class StatusServer(Service):
         supervisor = self._owner
         if not isinstance(supervisor, Supervisor):
             raise DoNotRestart("status_server must run under a Supervisor")
-        server = ThreadingHTTPServer((self.host, self.port), _handler_for(supervisor))
-        server.daemon_threads = True
-        self._server = server
-        self._wake = socket.socketpair()
-        self.bound_port = int(server.server_address[1])
+        with contextlib.ExitStack() as acquired:  # teardown() does not run if setup() raises
+            wake = socket.socketpair()
+            for sock in wake:
+                acquired.callback(sock.close)
+            server = ThreadingHTTPServer((self.host, self.port), _handler_for(supervisor))
+            acquired.callback(server.server_close)
+            server.daemon_threads = True
+            self.bound_port = int(server.server_address[1])
+            acquired.pop_all()  # set up: teardown() closes them from here on
+        self._server, self._wake = server, wake
         self.log.info("status_server.listening", url=self.url)
 
     def run(self) -> None:
@@ -97,8 +102,7 @@ def _handler_for(supervisor: Supervisor) -> type[BaseHTTPRequestHandler]:
             for key, value in response.headers:
                 self.send_header(key, value)
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
+            self.wfile.write(response.body)  # empty for HEAD
 
         do_GET = do_HEAD = do_POST = _answer
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -29,12 +29,15 @@ class Response:
     status: int
     content_type: str
     body: bytes
+    #: The Content-Length when it is not the body's: a HEAD answer gives GET's, no body.
+    content_length: int | None = None
 
     @property
     def headers(self) -> list[tuple[str, str]]:
+        length = len(self.body) if self.content_length is None else self.content_length
         return [
             ("Content-Type", self.content_type),
-            ("Content-Length", str(len(self.body))),
+            ("Content-Length", str(length)),
             ("Cache-Control", "no-store"),
             ("X-Content-Type-Options", "nosniff"),
         ]
@@ -142,10 +145,9 @@ th {{ background: #f4f4f4; }}
 </table></body></html>
 """
 
-#: Path (relative to where the surface is mounted) -> endpoint.
+#: Path (relative to where the surface is mounted, without a trailing slash) -> endpoint.
 ROUTES: dict[str, Callable[[Supervisor], Response]] = {
     "": page,
-    "/": page,
     "/livez": livez,
     "/readyz": readyz,
     "/healthz": healthz,
@@ -156,7 +158,7 @@ ROUTES: dict[str, Callable[[Supervisor], Response]] = {
 
 def handle(supervisor: Supervisor, method: str, path: str) -> Response:
     """Route one request; only GET and HEAD are served."""
-    endpoint = ROUTES.get(path.rstrip("/") if path not in ("", "/") else path)
+    endpoint = ROUTES.get(path.rstrip("/"))
     if endpoint is None:
         return Response(404, _TEXT, b"not found\n")
     if method not in ("GET", "HEAD"):
@@ -165,6 +167,6 @@ def handle(supervisor: Supervisor, method: str, path: str) -> Response:
         response = endpoint(supervisor)
     except Exception as exc:  # a broken status must not take the host application down
         return Response(500, _TEXT, f"error: {type(exc).__name__}\n".encode())
-    if method == "HEAD":
-        return Response(response.status, response.content_type, b"")
+    if method == "HEAD":  # GET's headers, no body
+        return replace(response, body=b"", content_length=len(response.body))
     return response

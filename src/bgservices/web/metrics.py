@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ..health import Verdict
 from ..periodic import TICK_BUCKETS, PeriodicService
+from ..services import CacheWarmer, Health, KeepAlive, LogCollector, MemoryMonitor
 from ..state import ServiceState
 
 if TYPE_CHECKING:
@@ -162,9 +163,7 @@ class _Families:
             self.heartbeat_age.add_metric(name, health["heartbeat_age"])
         if isinstance(service, PeriodicService):
             self._periodic(service, name)
-        kind = type(service).type_name
-        if kind is not None and kind in _BUILTIN:
-            _BUILTIN[kind](self, service, name)
+        self._builtin(service, name)
 
     def _periodic(self, service: PeriodicService, name: list[str]) -> None:
         self.ticks.add_metric(name, service.ticks)
@@ -180,40 +179,37 @@ class _Families:
         if service._succeeded_at is not None:
             self.last_success.add_metric(name, service._succeeded_at)
 
+    def _builtin(self, service: Service, name: list[str]) -> None:
+        """The built-ins' own figures, by class: a subclass registered under another type
+        name is still a ``CacheWarmer`` (``register`` sets its ``type_name``)."""
+        if isinstance(service, CacheWarmer):
+            self._cache(service, name)
+        elif isinstance(service, KeepAlive):
+            self._keepalive(service, name)
+        elif isinstance(service, MemoryMonitor):
+            self._memory(service, name)
+        elif isinstance(service, LogCollector):
+            self.log_written.add_metric(name, service.written)
+            self.log_dropped.add_metric(name, service.dropped)
 
-def _cache(f: _Families, service: Any, name: list[str]) -> None:
-    f.cache_entries.add_metric(name, service.keys_warmed)
-    f.cache_failures.add_metric(name, service.total_failures)
-    if service.last_success_at is not None:
-        f.cache_age.add_metric(name, max(0.0, time.time() - service.last_success_at))
+    def _cache(self, service: CacheWarmer, name: list[str]) -> None:
+        self.cache_entries.add_metric(name, service.keys_warmed)
+        self.cache_failures.add_metric(name, service.total_failures)
+        if service.last_success_at is not None:
+            self.cache_age.add_metric(name, max(0.0, time.time() - service.last_success_at))
 
+    def _keepalive(self, service: KeepAlive, name: list[str]) -> None:
+        self.keepalive_up.add_metric(name, 1.0 if service.health is Health.UP else 0.0)
+        latencies = service._latencies  # one per successful ping, the last one last
+        if latencies:
+            self.keepalive_latency.add_metric(name, latencies[-1])
 
-def _keepalive(f: _Families, service: Any, name: list[str]) -> None:
-    f.keepalive_up.add_metric(name, 1.0 if str(service.health) == "up" else 0.0)
-    latency = service.stats().get("latency_last")
-    if latency is not None:
-        f.keepalive_latency.add_metric(name, latency)
-
-
-def _memory(f: _Families, service: Any, name: list[str]) -> None:
-    latest = service.latest()
-    if latest is not None:
-        f.memory_rss.add_metric(name, latest.rss)
-    limit = service.rss_limit_mb * _MIB if service.rss_limit_mb else None
-    if limit is None and latest is not None:
-        limit = latest.cgroup_limit
-    if limit:
-        f.memory_limit.add_metric(name, limit)
-
-
-def _logs(f: _Families, service: Any, name: list[str]) -> None:
-    f.log_written.add_metric(name, service.written)
-    f.log_dropped.add_metric(name, service.dropped)
-
-
-_BUILTIN = {
-    "cache_warmer": _cache,
-    "keep_alive": _keepalive,
-    "memory_monitor": _memory,
-    "log_collector": _logs,
-}
+    def _memory(self, service: MemoryMonitor, name: list[str]) -> None:
+        latest = service.latest()
+        if latest is not None:
+            self.memory_rss.add_metric(name, latest.rss)
+        limit = service.rss_limit_mb * _MIB if service.rss_limit_mb else None
+        if limit is None and latest is not None:
+            limit = latest.cgroup_limit
+        if limit:
+            self.memory_limit.add_metric(name, limit)

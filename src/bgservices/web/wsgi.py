@@ -6,6 +6,7 @@ Flask: ``app.wsgi_app = DispatcherMiddleware(app.wsgi_app, {"/bg": wsgi_app(sup)
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from ._endpoints import handle
@@ -18,9 +19,6 @@ __all__ = ["wsgi_app"]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 500: "Internal Server Error",
-            501: "Not Implemented", 503: "Service Unavailable"}  # fmt: skip
-
 
 def wsgi_app(supervisor: Supervisor) -> WSGIApp:
     """A WSGI app serving *supervisor*'s endpoints below where it is mounted (PATH_INFO)."""
@@ -29,7 +27,7 @@ def wsgi_app(supervisor: Supervisor) -> WSGIApp:
         response = handle(
             supervisor, environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/")
         )
-        reason = _REASONS.get(response.status, "")
+        reason = HTTPStatus(response.status).phrase
         start_response(f"{response.status} {reason}", response.headers)
         return [response.body]
 
