@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
-from bgservices import AsyncService, Supervisor
+import pytest
 
+from bgservices import AsyncService, Supervisor, _loop
+
+from ._process import until
 from .conftest import Recorder
 
 
@@ -43,3 +47,39 @@ def test_each_service_is_watched_against_its_own_threshold(
     assert unwatched.status()["loop_blocked"] == 0
     assert lenient.status()["loop_blocked"] == 0
     assert [e["service"] for e in recorder.matching("service.loop_blocked")] == ["default"]
+
+
+def test_the_monitor_thread_ends_on_an_idle_loop_and_a_later_block_is_still_reported(
+    make_supervisor: Callable[..., Supervisor],
+    recorder: Recorder,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_loop, "_LINGER", 0.05)  # the test need not idle a whole second
+    waiting: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+    ready = threading.Event()
+
+    class BlocksLater(AsyncService):
+        loop_block_threshold = 0.1
+
+        async def run(self) -> None:
+            go = asyncio.Event()
+            waiting.append((asyncio.get_running_loop(), go))
+            ready.set()
+            await go.wait()  # no step runs until the test sets it
+            time.sleep(0.3)  # holds the loop
+            await self.wait(30)
+
+    service = BlocksLater(name="later")
+    sup = make_supervisor(service)
+    sup.start()
+    assert ready.wait(5)
+    assert until(lambda: not _monitors(), timeout=5), "the monitor outlived an idle loop"
+    loop, go = waiting[0]
+    loop.call_soon_threadsafe(go.set)
+    event = recorder.wait_for("service.loop_blocked", timeout=10)
+    assert event["service"] == "later"
+    assert service.status()["loop_blocked"] == 1
+
+
+def _monitors() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "bgservices:loop:watchdog"]

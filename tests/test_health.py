@@ -221,6 +221,32 @@ def test_one_watchdog_thread_whatever_the_number_of_services(make_supervisor) ->
     assert not watchdog.is_alive()
 
 
+def test_the_watchdog_ends_while_nothing_is_due_and_a_change_brings_it_back(
+    make_supervisor, recorder
+) -> None:
+    crash = threading.Event()
+
+    class CrashesLater(Service):
+        restart = "never"
+
+        def run(self) -> None:
+            crash.wait(10)
+            raise RuntimeError("boom")
+
+    sup = make_supervisor(CrashesLater(name="later"), Looper(name="quiet"))
+    sup.start()
+    # no stall or tick deadline: once it has judged the start, nothing is due
+    assert until(lambda: not _watchdogs(), timeout=5), "the watchdog outlived its work"
+    crash.set()
+    event = recorder.wait_for("service.health", service="later", health="failing")
+    assert "boom" in str(event["reasons"])
+    assert not sup.healthy
+
+
+def _watchdogs() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "bgservices:watchdog"]
+
+
 # -- readiness and dependencies ---------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ the last task on it has ended (a relaunch makes a new one), so nothing is left b
 
 The ``Watchdog`` times every step of the services' tasks (each resumption of their
 coroutines, tick included): one that holds the loop longer than a threshold is reported
-once, with the loop thread's stack taken while it is still stuck. It sleeps while no step
-runs, so an idle loop costs no CPU, and wakes at most once per threshold while steps run.
+once, with the loop thread's stack taken while it is still stuck. It wakes at most once per
+threshold while steps run, and its thread ends once no step has run for ``_LINGER`` seconds
+(the next step starts another), so an idle loop costs no CPU and no thread beyond its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ __all__ = ["LoopHost", "Loops", "Place", "Timed", "Watchdog"]
 
 #: The longest a batched post waits for the rest of its burst (see ``Place.post_batched``).
 _BURST = 0.01
+#: How long the watchdog's thread outlives the last step it saw: long enough that services
+#: ticking a few times a second keep one thread, short enough that an idle loop has none.
+_LINGER = 1.0
 
 
 class Watched(Protocol):
@@ -35,7 +39,10 @@ class Watched(Protocol):
 
 class Watchdog:
     """Reports, once per step, a step of a watched task that holds its loop longer than that
-    task's own threshold; it wakes at most once per the lowest threshold while steps run."""
+    task's own threshold; it wakes at most once per the lowest threshold while steps run.
+
+    Its thread starts with the first step and ends after ``_LINGER`` seconds without one.
+    """
 
     def __init__(self, thread: threading.Thread, threshold: float) -> None:
         self.loop_thread, self.threshold = thread, threshold
@@ -47,12 +54,9 @@ class Watchdog:
         self._seen = 0  # _steps at the last look
         self._reported = -1
         self._asleep = False
+        self._running = False  # a watching thread is alive, or being started (under _cond)
         self._closed = False
-        name = thread.name.removeprefix("bgservices:")
-        self._thread = threading.Thread(
-            target=self._watch, name=f"bgservices:{name}:watchdog", daemon=True
-        )
-        self._thread.start()
+        self._name = f"bgservices:{thread.name.removeprefix('bgservices:')}:watchdog"
 
     def close(self) -> None:
         with self._cond:
@@ -72,12 +76,22 @@ class Watchdog:
         self._steps += 1
         self._who, self._limit = who, threshold
         self._since = time.monotonic()
-        if self._asleep:
-            with self._cond:
-                self._cond.notify_all()
+        if self._asleep or not self._running:  # read after the writes above (see _watch)
+            self._wake()
 
     def ended(self) -> None:
         self._since = None
+
+    def _wake(self) -> None:
+        with self._cond:
+            if self._running or self._closed:
+                self._cond.notify_all()
+                return
+            self._running = True
+            try:
+                threading.Thread(target=self._watch, name=self._name, daemon=True).start()
+            except RuntimeError:  # no new threads (interpreter shutdown): not watched
+                self._running = False
 
     # -- in the watchdog thread ----------------------------------------------------------
 
@@ -89,9 +103,12 @@ class Watchdog:
                     quiet = steps == self._seen
                     self._seen = steps
                     self._asleep = quiet  # set before a step's began() looks at it
-                    if self._since is since and self._steps == steps:
-                        self._cond.wait(None if quiet else self.threshold)
+                    woken = self._since is not since or self._steps != steps
+                    if not woken:
+                        woken = self._cond.wait(_LINGER if quiet else self.threshold)
                     self._asleep = False
+                    if quiet and not woken and self._end_if_still(since, steps):
+                        return
                     continue
                 late = time.monotonic() - since
                 if late < limit:
@@ -107,6 +124,17 @@ class Watchdog:
                     pass
                 finally:
                     self._cond.acquire()
+            self._running = False
+
+    def _end_if_still(self, since: float | None, steps: int) -> bool:
+        """No step for ``_LINGER`` seconds: end the thread (True), unless a step began
+        meanwhile. ``_running`` is cleared before the look, and began() reads it after its
+        writes, so either this look sees that step or that began() starts a new thread."""
+        self._running = False
+        if self._since is since and self._steps == steps:
+            return True
+        self._running = True
+        return False
 
 
 class Timed(Coroutine[Any, Any, None]):

@@ -670,13 +670,15 @@ class Supervisor:
     def _start_watchdog(self) -> None:
         """One daemon thread (the caller holds ``_lock``) that reports health changes as
         ``service.health`` events. It sleeps on ``_watch_wake`` until a service changes or the
-        earliest stall or tick deadline passes, so it costs nothing while all is quiet.
+        earliest stall or tick deadline passes, and ends once nothing is due and nothing has
+        changed (the next change starts another), so a quiet supervisor has no thread for it.
 
         It starts once start() has launched every service, and first judges every service
         that changed meanwhile: started earlier, it would wake at each launch and compete
         with the next one for the GIL.
         """
         self._watch_generation += 1
+        self._watchdog = None
         thread = threading.Thread(
             target=self._watch, args=(self._watch_generation,), name="bgservices:watchdog",
             daemon=True,
@@ -710,8 +712,12 @@ class Supervisor:
 
         while True:
             with self._watch_wake:
-                # on the clock even with nothing due: a test's clock knows it is back asleep
-                timeout = None if due is None else max(0.0, due - clock.monotonic())
+                if self._watch_generation != generation:
+                    return
+                if due is None and not self._dirty:  # only a change can matter: end
+                    self._watchdog = None  # (under _lock) the next change starts another
+                    return
+                timeout = max(0.0, due - clock.monotonic()) if due is not None else None
                 clock.wait_for(self._watch_wake, woken, timeout)
                 if self._watch_generation != generation:
                     return
@@ -968,17 +974,23 @@ class Supervisor:
         if self._phase is Phase.STOPPING:
             return  # the watchdog has ended, and the stop waits on the services themselves
         with self._changed:
-            self._dirty.add(service.name)
-            self._changed.notify_all()
-            self._watch_wake.notify()  # no watchdog yet while starting: nobody to wake
+            self._note_change(service)
+
+    def _note_change(self, service: Service) -> None:
+        """Mark *service* for the watchdog and wake it, or start it if it ended for want of
+        work (the caller holds ``_lock``); while starting, start() starts it at the end."""
+        self._dirty.add(service.name)
+        self._changed.notify_all()
+        if self._watchdog is None and self._phase is Phase.RUNNING:
+            self._start_watchdog()
+        else:
+            self._watch_wake.notify()
 
     def _service_ended(self, service: Service) -> None:
         if self._phase is Phase.STOPPING:
             return  # the stop waits on the service itself; other waiters wait for the phase
         with self._changed:
-            self._dirty.add(service.name)
-            self._changed.notify_all()
-            self._watch_wake.notify()
+            self._note_change(service)
             phase = self._phase
         if phase is Phase.STOPPED:
             if not any(not s.daemon and not s._exited for s in self):
