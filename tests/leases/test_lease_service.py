@@ -31,10 +31,12 @@ class Worker(Service):
         self.release_run = threading.Event()
         self.release_run.set()
         self.saw_stopping = threading.Event()
+        self.in_run = threading.Event()  # set once run() noted its token (after RUNNING)
 
     def run(self) -> None:
         assert self.lease is not None
         self.tokens.append(self.lease.token)
+        self.in_run.set()
         while not self.wait(1.0):
             pass
         self.saw_stopping.set()
@@ -51,7 +53,7 @@ def test_one_holder_runs_the_other_waits_in_standby_and_takes_over_on_stop(
     holder, follower = Worker(name="a", lease=lease), Worker(name="b", lease=lease)
     first, second = make_supervisor(holder), make_supervisor(follower)
     first.start()
-    assert holder.wait_for_state(ServiceState.RUNNING, timeout=5)
+    assert holder.in_run.wait(5)
     second.start()  # returns: a standby counts as started
     assert follower.state is ServiceState.STANDBY
     assert second.wait_running(timeout=5) and second.healthy  # STANDBY is up
@@ -63,7 +65,7 @@ def test_one_holder_runs_the_other_waits_in_standby_and_takes_over_on_stop(
     began = time.monotonic()
     first.stop()  # releases the lease at once
     stopped = time.monotonic() - began
-    assert follower.wait_for_state(ServiceState.RUNNING, timeout=5)
+    assert follower.in_run.wait(5)
     released = recorder.wait_for("lease.released", service="a")["timestamp"]
     took = recorder.wait_for("lease.acquired", service="b")["timestamp"] - released
     print(f"clean stop {stopped:.3f}s, then takeover {took:.3f}s later (retry interval 1.0s)")
