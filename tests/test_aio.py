@@ -396,7 +396,6 @@ def test_async_with_runs_async_services_on_the_callers_loop_and_threads_in_threa
     async def main() -> tuple[Forever, threading.Thread | None]:
         service = Forever()
         sup = Supervisor([service, NeedsTheLoop()], shutdown_timeout=5)
-        sup.add_listener(recorder)
 
         async def poke() -> None:
             await asyncio.sleep(0.01)
@@ -441,7 +440,6 @@ def test_the_callers_loop_is_watched_too(recorder: Recorder) -> None:
     async def main() -> Hog:
         hog = Hog()
         sup = Supervisor([hog])
-        sup.add_listener(recorder)
         async with sup:
             while hog.loop_blocked == 0:
                 await asyncio.sleep(0.01)

@@ -293,6 +293,29 @@ def test_a_failing_listener_is_logged_and_others_still_hear(make_supervisor, rec
     assert "service.stopped" in recorder.names("idle")
 
 
+def test_a_listener_that_is_a_long_list_is_named_from_a_few_of_its_items(
+    make_supervisor, recorder
+) -> None:
+    shown = []
+
+    class Item:
+        def __repr__(self) -> str:
+            shown.append(self)
+            return "item"
+
+    class Events(list):  # a list of events handed over by mistake: not callable
+        pass
+
+    sup = make_supervisor(Idle())
+    sup.add_listener(Events(Item() for _ in range(10_000)))
+    sup.start()
+    failed = recorder.wait_for("listener.failed")
+    assert failed["listener"].startswith("Events([item, item")
+    sup.stop()
+    failures = len(recorder.matching("listener.failed"))
+    assert len(shown) <= 10 * failures  # each failure names a few items, not ten thousand
+
+
 def test_wait_running_times_out_when_a_service_cannot_start(make_supervisor) -> None:
     class NoSetup(Service):
         def setup(self) -> None:

@@ -13,6 +13,15 @@ import reprlib
 class _Repr(reprlib.Repr):
     """reprlib's short reprs, with a placeholder that names no address when repr fails."""
 
+    def repr1(self, x: object, level: int) -> str:
+        # a subclass of a container (a list of events, say) as its base type, shortened:
+        # reprlib would call its own repr, which formats every item however many there are
+        if type(x) not in _CONTAINERS and isinstance(x, _CONTAINERS):
+            base = next(b for b in _CONTAINERS if isinstance(x, b))
+            shown = getattr(self, f"repr_{base.__name__}")(x, level)
+            return f"{type_name(x)}({shown})"
+        return super().repr1(x, level)
+
     def repr_instance(self, x: object, level: int) -> str:
         try:
             text = repr(x)
@@ -32,6 +41,7 @@ class _Repr(reprlib.Repr):
             return f"<int of {x.bit_length()} bits>"
 
 
+_CONTAINERS = (list, tuple, dict, set, frozenset)
 _repr = _Repr()
 _repr.maxlevel = 3
 _repr.maxstring = 60

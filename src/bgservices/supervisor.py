@@ -27,13 +27,14 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from . import _deps, _exit
 from ._clock import REAL_CLOCK, Clock
 from ._logging import LEVELS, emit
+from ._saferepr import safe_repr
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
 from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
 from .backoff import Backoff
 from .errors import ConfigError, Problem
 from .health import ServiceHealth, Verdict, deadline, evaluate, up_and_ready
 from .options import option, validate_options
-from .service import Service, in_service_thread, safe_repr
+from .service import Service, in_service_thread
 from .state import LifecycleEvent, ServiceState
 
 if TYPE_CHECKING:
@@ -476,8 +477,8 @@ class Supervisor:
                 if from_signal(exc):
                     raise  # the operator's signal, raised while the listener ran
                 emit(
-                    _EVENTS, logging.ERROR, "listener.failed",
-                    {"listener": safe_repr(listener), "event": event.event}, exc,
+                    _EVENTS, logging.ERROR, "listener.failed",  # a short name of the listener:
+                    {"listener": safe_repr(listener), "event": event.event}, exc,  # any object
                 )  # fmt: skip
 
     def _emit(self, event: str, level: str = "info", **fields: Any) -> None:
