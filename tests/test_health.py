@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from bgservices import ConfigError, PeriodicService, Service, ServiceState, Supervisor
+from bgservices import supervisor as supervisor_module
 from bgservices._clock import RealClock
 from bgservices.config import from_config
-from bgservices.health import HealthCheck, Verdict
+from bgservices.health import HealthCheck, Verdict, deadline
 
 from ._process import until
 
@@ -241,6 +242,27 @@ def test_the_watchdog_ends_while_nothing_is_due_and_a_change_brings_it_back(
     event = recorder.wait_for("service.health", service="later", health="failing")
     assert "boom" in str(event["reasons"])
     assert not sup.healthy
+
+
+def test_a_watchdog_round_looks_only_at_what_changed(
+    make_supervisor, recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    looked: list[str] = []
+
+    def counted(service: Service) -> float | None:
+        looked.append(service.name)
+        return deadline(service)
+
+    monkeypatch.setattr(supervisor_module, "deadline", counted)
+    idle = [Idle(name=f"idle{i}", stall_after=60) for i in range(50)]  # each has a deadline
+    flaky = Flaky(name="flaky", degraded_after_errors=1)
+    sup = make_supervisor(*idle, flaky)
+    sup.start()
+    assert until(lambda: set(looked) >= {s.name for s in idle}, timeout=5)  # the first round
+    looked.clear()
+    flaky.broken.set()
+    recorder.wait_for("service.health", service="flaky", health="degraded")
+    assert set(looked) == {"flaky"}  # not a pass over the fifty others, a minute from due
 
 
 def _watchdogs() -> list[threading.Thread]:

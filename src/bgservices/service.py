@@ -825,7 +825,8 @@ class Service(_Declared):
         if not moved:
             self._emit("service.bad_transition", "error", to=new.value, state=self._state.value)
             return False
-        self._changed()
+        if not new.ended:  # an end is told to the owner once, by _service_ended, right after
+            self._changed()
         self._emit(event, level, exc=exc, **fields)
         return True
 

@@ -15,6 +15,7 @@ import contextlib
 import enum
 import logging
 import os
+import random
 import signal
 import sys
 import threading
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _deps, _exit
 from ._clock import REAL_CLOCK, Clock
+from ._deadlines import Deadlines
 from ._logging import LEVELS, emit
 from ._saferepr import safe_repr
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
@@ -241,6 +243,7 @@ class Supervisor:
         self._verdicts: dict[str, Verdict] = {}
         self._overruns_reported: dict[str, float] = {}
         self._judged: dict[str, float] = {}
+        self._running_hint: Service | None = None  # see _any_running
 
     # -- services ------------------------------------------------------------------------
 
@@ -702,6 +705,7 @@ class Supervisor:
 
     def _watch(self, generation: int) -> None:
         clock = self.clock
+        deadlines = Deadlines()  # empty once it ends: nothing was due
         due: float | None = None
 
         def woken() -> bool:
@@ -723,27 +727,32 @@ class Supervisor:
                 if self._watch_generation != generation:
                     return
                 dirty, self._dirty = self._dirty, set()
-                services = list(self._services.values())
-            due = self._watch_round(services, dirty)
+            due = self._watch_round(deadlines, dirty)
 
-    def _watch_round(self, services: list[Service], dirty: set[str]) -> float | None:
-        """Judge the changed services and those whose deadline passed; the next deadline."""
+    def _watch_round(self, deadlines: Deadlines, dirty: set[str]) -> float | None:
+        """Judge the changed services and those whose deadline passed; the next deadline.
+
+        A service's deadline is looked at again only when it changes or that deadline comes
+        (a heartbeat may have moved it on meanwhile), so a round costs what changed, not a
+        pass over every service: a thousand services ending at once are a thousand looks.
+        """
         now = self.clock.monotonic()
-        upcoming: list[float] = []
-        for service in services:
+        for name in dirty | deadlines.passed(now):
+            service = self._services.get(name)
+            if service is None:  # removed
+                continue
             try:
                 when = deadline(service)
-                passed = when is not None and when <= now and self._judged.get(service.name) != when
-                if service.name in dirty or passed:
+                passed = when is not None and when <= now and self._judged.get(name) != when
+                if name in dirty or passed:
                     if when is not None and when <= now:
-                        self._judged[service.name] = when
+                        self._judged[name] = when
                     self._judge(service)
-                if when is not None and when > now:
-                    upcoming.append(when)
+                deadlines.put(name, when if when is not None and when > now else None)
             except Exception as exc:  # a check_health() bug must not end the watchdog
                 emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed",
-                     {"service": service.name}, exc)  # fmt: skip
-        return min(upcoming, default=None)
+                     {"service": name}, exc)  # fmt: skip
+        return deadlines.earliest()
 
     # -- stop ----------------------------------------------------------------------------
 
@@ -1003,10 +1012,21 @@ class Supervisor:
             self._failure_shutdown = True
             self._emit("supervisor.failure_shutdown", "error", service=service.name)
             self.request_stop()
-        elif all(s.state.ended for s in self):
+        elif not self._any_running():
             with self._changed:
                 self._wake = True
                 self._changed.notify_all()
+
+    def _any_running(self) -> bool:
+        """Whether a service has not ended yet. Asked at every service's end, so it first
+        looks at one it found running last time, chosen at random: a thousand services
+        ending one by one cost some thousands of looks, not a scan each (a million)."""
+        hint = self._running_hint
+        if hint is not None and not hint.state.ended and self._services.get(hint.name) is hint:
+            return True
+        running = [s for s in self if not s.state.ended]
+        self._running_hint = random.choice(running) if running else None
+        return bool(running)
 
     # -- run, signals, context manager ----------------------------------------------------------
 
