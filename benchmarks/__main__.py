@@ -12,6 +12,7 @@ from ._peers import peer_versions
 
 MODULES = [
     "stop_latency",
+    "mass_end",
     "scale",
     "thread_scale",
     "async_services",
