@@ -847,10 +847,11 @@ class Supervisor:
         grace_end = min(time.monotonic() + self.daemon_grace, final)
         for service in services:
             service._wait_exited(grace_end - time.monotonic())
-        me = threading.current_thread()
+        joined = {threading.current_thread()}
         for service in services:  # the ones that ended are finishing their last lines
-            thread = service.thread
-            if service._exited and thread is not None and thread.ident and thread is not me:
+            thread = service.thread  # async services share their loop's: join it once
+            if service._exited and thread is not None and thread.ident and thread not in joined:
+                joined.add(thread)
                 thread.join(max(0.0, grace_end - time.monotonic()))
 
     def _ask_in_waves(self, services: list[Service], deadline: float) -> list[Service]:
