@@ -51,6 +51,7 @@ Listener = Callable[[LifecycleEvent], Any]
 _S = TypeVar("_S", bound=Service)
 _EVENTS = logging.getLogger("bgservices.supervisor")
 _DETAILED = 10  # late services reported one by one, with their stack; the rest together
+_HINTS = random.Random()  # for _any_running: its own generator, never the application's
 
 _SHUTDOWN_TIMEOUT = 10.0
 _DAEMON_GRACE = 0.5
@@ -1026,7 +1027,7 @@ class Supervisor:
         if hint is not None and not hint.state.ended and self._services.get(hint.name) is hint:
             return True
         running = [s for s in self if not s.state.ended]
-        self._running_hint = random.choice(running) if running else None
+        self._running_hint = _HINTS.choice(running) if running else None
         return bool(running)
 
     # -- run, signals, context manager ----------------------------------------------------------
