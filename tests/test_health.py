@@ -223,8 +223,9 @@ def test_one_watchdog_thread_whatever_the_number_of_services(make_supervisor) ->
 
 
 def test_the_watchdog_ends_while_nothing_is_due_and_a_change_brings_it_back(
-    make_supervisor, recorder
+    make_supervisor, recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(supervisor_module, "_WATCHDOG_LINGER", 0.05)  # not a whole second
     crash = threading.Event()
 
     class CrashesLater(Service):
@@ -263,6 +264,38 @@ def test_a_watchdog_round_looks_only_at_what_changed(
     flaky.broken.set()
     recorder.wait_for("service.health", service="flaky", health="degraded")
     assert set(looked) == {"flaky"}  # not a pass over the fifty others, a minute from due
+
+
+def test_services_ending_one_after_another_share_one_watchdog(
+    make_supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor_module, "_WATCHDOG_LINGER", 30.0)  # longer than the test
+    started = []
+    start_watchdog = Supervisor._start_watchdog
+
+    def counted(sup: Supervisor) -> None:
+        started.append(sup)
+        start_watchdog(sup)
+
+    monkeypatch.setattr(Supervisor, "_start_watchdog", counted)
+
+    class EndsOnCue(Service):
+        restart = "never"
+
+        def init_state(self) -> None:
+            super().init_state()
+            self.cue = threading.Event()
+
+        def run(self) -> None:
+            self.cue.wait(10)
+
+    services = [EndsOnCue(name=f"e{i}") for i in range(20)]
+    sup = make_supervisor(*services, Idle(name="idle"))
+    sup.start()
+    for service in services:  # one end at a time, each after the last was reported
+        service.cue.set()
+        assert service.wait_for_state(ServiceState.STOPPED, timeout=5)
+    assert len(started) == 1  # one watchdog saw them all: none was started per end
 
 
 def _watchdogs() -> list[threading.Thread]:

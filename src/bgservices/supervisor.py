@@ -52,6 +52,7 @@ _S = TypeVar("_S", bound=Service)
 _EVENTS = logging.getLogger("bgservices.supervisor")
 _DETAILED = 10  # late services reported one by one, with their stack; the rest together
 _HINTS = random.Random()  # for _any_running: its own generator, never the application's
+_WATCHDOG_LINGER = 1.0  # how long an idle health watchdog waits for a change before it ends
 
 _SHUTDOWN_TIMEOUT = 10.0
 _DAEMON_GRACE = 0.5
@@ -676,7 +677,8 @@ class Supervisor:
         """One daemon thread (the caller holds ``_lock``) that reports health changes as
         ``service.health`` events. It sleeps on ``_watch_wake`` until a service changes or the
         earliest stall or tick deadline passes, and ends once nothing is due and nothing has
-        changed (the next change starts another), so a quiet supervisor has no thread for it.
+        changed for a second (the next change starts another), so a quiet supervisor has no
+        thread for it.
 
         It starts once start() has launched every service, and first judges every service
         that changed meanwhile: started earlier, it would wake at each launch and compete
@@ -720,15 +722,24 @@ class Supervisor:
             with self._watch_wake:
                 if self._watch_generation != generation:
                     return
-                if due is None and not self._dirty:  # only a change can matter: end
+                if due is not None:
+                    clock.wait_for(self._watch_wake, woken, max(0.0, due - clock.monotonic()))
+                elif not self._linger(woken):  # only a change can matter, and none came: end
                     self._watchdog = None  # (under _lock) the next change starts another
                     return
-                timeout = max(0.0, due - clock.monotonic()) if due is not None else None
-                clock.wait_for(self._watch_wake, woken, timeout)
                 if self._watch_generation != generation:
                     return
                 dirty, self._dirty = self._dirty, set()
             due = self._watch_round(deadlines, dirty)
+
+    def _linger(self, woken: Callable[[], bool]) -> bool:
+        """Nothing is due: wait up to ``_WATCHDOG_LINGER`` seconds for a change (the caller
+        holds ``_lock``); False if none came. So services ending one after another do not
+        start a watchdog each. On the real clock only: on a test's clock it would be a wait
+        that time must end, and a test's ``advance()`` would wait for it."""
+        if self.clock is not REAL_CLOCK:
+            return bool(self._dirty)
+        return self._watch_wake.wait_for(woken, _WATCHDOG_LINGER)
 
     def _watch_round(self, deadlines: Deadlines, dirty: set[str]) -> float | None:
         """Judge the changed services and those whose deadline passed; the next deadline.
