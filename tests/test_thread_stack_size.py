@@ -11,6 +11,10 @@ import threading
 import pytest
 
 from bgservices import ConfigError, Service, Supervisor
+from bgservices import supervisor as supervisor_module
+from bgservices._thread_stack import stack_size
+
+from ._process import until
 
 
 class _Idle(Service):
@@ -40,6 +44,44 @@ def test_the_process_wide_setting_is_put_back_after_each_start(make_supervisor) 
         other.start()
         other.join(5)
         assert seen == [before]
+
+
+def test_a_watchdog_started_during_another_launch_gets_the_applications_size(
+    make_supervisor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor_module, "_WATCHDOG_LINGER", 0.01)  # it ends soon when idle
+    sizes: list[int] = []
+    new_watchdog = Supervisor._new_watchdog
+
+    def noting(sup: Supervisor) -> threading.Thread:
+        thread = new_watchdog(sup)
+        start = thread.start
+
+        def start_noting() -> None:
+            sizes.append(threading.stack_size())  # the size it is started with
+            start()
+
+        thread.start = start_noting  # type: ignore[method-assign]
+        return thread
+
+    monkeypatch.setattr(Supervisor, "_new_watchdog", noting)
+    end = threading.Event()
+
+    class EndsOnCue(Service):
+        restart = "never"
+
+        def run(self) -> None:
+            end.wait(10)
+
+    ending = EndsOnCue(name="ending")
+    sup = make_supervisor(ending, _Idle(name="idle"), thread_stack_size=256 * 1024)
+    sup.start()
+    assert until(lambda: sup._watchdog is None, timeout=5)  # the first watchdog ended
+    with stack_size(128 * 1024):  # as another supervisor's launch holds it, meanwhile
+        end.set()  # an end: a change, and a new watchdog to tell
+        assert until(lambda: sup._watchdog is not None, timeout=5)
+    assert until(lambda: len(sizes) == 2, timeout=5)
+    assert sizes == [0, 0]  # the application's size, never a launch's
 
 
 _CHILD = """

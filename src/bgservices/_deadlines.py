@@ -1,15 +1,21 @@
-"""``Deadlines``: when each service's health could next change by time alone, for the watchdog.
+"""What the watchdogs share: ``Deadlines``, when each service's health could next change by
+time alone, and ``LINGER``, how long an idle watchdog thread waits before it ends.
 
-A heap keyed by time, with each service's current deadline beside it: putting a new one
-leaves the old entry in the heap, skipped when it comes up. So a watchdog round costs what
-changed and what fell due, not a pass over every service.
+``Deadlines`` is a heap keyed by time, with each service's current deadline beside it:
+putting a new one leaves the old entry in the heap, skipped when it comes up. So a watchdog
+round costs what changed and what fell due, not a pass over every service.
 """
 
 from __future__ import annotations
 
 import heapq
 
-__all__ = ["Deadlines"]
+__all__ = ["LINGER", "Deadlines"]
+
+#: How long a watchdog thread (the health watchdog, a loop's blocked-loop monitor) waits for
+#: more work before it ends: services busy a few times a second keep one thread, an idle
+#: supervisor has none, and a burst of changes does not start a thread per change.
+LINGER = 1.0
 
 
 class Deadlines:

@@ -20,15 +20,14 @@ import time
 from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import Any, Protocol
 
+from ._deadlines import LINGER as _LINGER
 from ._stacks import thread_stack
+from ._thread_stack import default_stack
 
 __all__ = ["LoopHost", "Loops", "Place", "Timed", "Watchdog"]
 
 #: The longest a batched post waits for the rest of its burst (see ``Place.post_batched``).
 _BURST = 0.01
-#: How long the watchdog's thread outlives the last step it saw: long enough that services
-#: ticking a few times a second keep one thread, short enough that an idle loop has none.
-_LINGER = 1.0
 
 
 class Watched(Protocol):
@@ -87,10 +86,12 @@ class Watchdog:
             if self._running or self._closed:
                 self._cond.notify_all()
                 return
-            self._running = True
-            try:
+            self._running = True  # a step meanwhile sees it: the new thread will look
+        try:  # outside _cond: a launch holding the stack-size lock may want _cond
+            with default_stack():
                 threading.Thread(target=self._watch, name=self._name, daemon=True).start()
-            except RuntimeError:  # no new threads (interpreter shutdown): not watched
+        except RuntimeError:  # no new threads (interpreter shutdown): not watched
+            with self._cond:
                 self._running = False
 
     # -- in the watchdog thread ----------------------------------------------------------

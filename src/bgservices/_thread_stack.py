@@ -3,7 +3,8 @@
 ``threading`` has no per-thread stack size, only ``threading.stack_size()``, which applies to
 every thread started after it. So the size is set, the thread started, and the previous size
 put back, under one module-level lock: two supervisors never mix their sizes. A thread started
-elsewhere (not through bgservices) in that short window gets the size too: that is the caveat.
+elsewhere (not through bgservices) in that short window gets the size too: that is the caveat;
+bgservices' own helper threads start under the same lock (``default_stack``), so never in it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
-__all__ = ["MAX_STACK_SIZE", "MIN_STACK_SIZE", "stack_size"]
+__all__ = ["MAX_STACK_SIZE", "MIN_STACK_SIZE", "default_stack", "stack_size"]
 
 #: threading's own minimum (``stack_size()`` refuses less), and a generous maximum.
 MIN_STACK_SIZE = 32 * 1024
@@ -34,6 +35,15 @@ def stack_size(size: int | None) -> Iterator[None]:
             yield
         finally:
             threading.stack_size(previous)
+
+
+@contextlib.contextmanager
+def default_stack() -> Iterator[None]:
+    """Threads started inside get the application's stack size: no launch's ``stack_size()``
+    window is open meanwhile. For bgservices' own helper threads (the watchdogs), which a
+    service thread or the event loop may start while a supervisor launches another service."""
+    with _LOCK:
+        yield
 
 
 def size_problem(size: int | None) -> str | None:

@@ -26,12 +26,13 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _deps, _exit
-from ._clock import REAL_CLOCK, Clock
+from ._clock import REAL_CLOCK, Clock, RealClock
+from ._deadlines import LINGER as _WATCHDOG_LINGER
 from ._deadlines import Deadlines
 from ._logging import LEVELS, emit
 from ._saferepr import safe_repr
 from ._signals import SignalHandlers, deferring, force_exit, from_signal
-from ._thread_stack import MAX_STACK_SIZE, size_problem, stack_size
+from ._thread_stack import MAX_STACK_SIZE, default_stack, size_problem, stack_size
 from .backoff import Backoff
 from .errors import ConfigError, Problem
 from .health import ServiceHealth, Verdict, deadline, evaluate, up_and_ready
@@ -52,7 +53,6 @@ _S = TypeVar("_S", bound=Service)
 _EVENTS = logging.getLogger("bgservices.supervisor")
 _DETAILED = 10  # late services reported one by one, with their stack; the rest together
 _HINTS = random.Random()  # for _any_running: its own generator, never the application's
-_WATCHDOG_LINGER = 1.0  # how long an idle health watchdog waits for a change before it ends
 
 _SHUTDOWN_TIMEOUT = 10.0
 _DAEMON_GRACE = 0.5
@@ -237,7 +237,8 @@ class Supervisor:
         self._signals: SignalHandlers | None = None
         self._loops: Loops | None = None  # where async services run (see the asyncio section)
         # Health: services changed since the watchdog last looked (under _lock), the last
-        # verdict reported for each, and the deadlines already judged (under _health_lock).
+        # verdict and overrun reported for each (under _health_lock: health() judges too),
+        # and the deadlines already judged (the watchdog's alone: one runs at a time).
         self._dirty: set[str] = set()
         self._watch_generation = 0
         self._watchdog: threading.Thread | None = None
@@ -521,11 +522,13 @@ class Supervisor:
                 break  # a stop (a signal, request_stop, a failure) arrived while starting
             if self._await_requirements(service) and self._launch(service):
                 self._wait_setup(service)
+        watchdog = None
         with self._lock:
             if self._starting():
                 self._phase = Phase.RUNNING
                 self._changed.notify_all()
-                self._start_watchdog()  # it judges what changed while starting
+                watchdog = self._new_watchdog()  # it judges what changed while starting
+        self._start_watchdog(watchdog)
         self._emit(
             "supervisor.started",
             services=len(services),
@@ -673,26 +676,37 @@ class Supervisor:
 
     # -- the watchdog ----------------------------------------------------------------------
 
-    def _start_watchdog(self) -> None:
-        """One daemon thread (the caller holds ``_lock``) that reports health changes as
-        ``service.health`` events. It sleeps on ``_watch_wake`` until a service changes or the
-        earliest stall or tick deadline passes, and ends once nothing is due and nothing has
-        changed for a second (the next change starts another), so a quiet supervisor has no
-        thread for it.
+    def _new_watchdog(self) -> threading.Thread:
+        """The health watchdog's thread, made (the caller holds ``_lock``) for
+        ``_start_watchdog`` to start once the lock is released. One daemon thread reports
+        health changes as ``service.health`` events. It sleeps on ``_watch_wake`` until a
+        service changes or the earliest stall or tick deadline passes, and ends once nothing
+        has been due or changed for ``LINGER`` seconds; the next change makes another.
 
-        It starts once start() has launched every service, and first judges every service
-        that changed meanwhile: started earlier, it would wake at each launch and compete
-        with the next one for the GIL.
+        start() makes the first once it has launched every service, and it first judges every
+        service that changed meanwhile: started earlier, it would wake at each launch and
+        compete with the next one for the GIL.
         """
         self._watch_generation += 1
-        self._watchdog = None
-        thread = threading.Thread(
+        thread = self._watchdog = threading.Thread(
             target=self._watch, args=(self._watch_generation,), name="bgservices:watchdog",
             daemon=True,
         )  # fmt: skip
-        with contextlib.suppress(RuntimeError):  # no new threads: judged whenever asked
-            thread.start()
-            self._watchdog = thread
+        return thread
+
+    def _start_watchdog(self, thread: threading.Thread | None) -> None:
+        """Start what ``_new_watchdog`` made (None: nothing), without ``_lock``: starting a
+        thread waits for it, and other threads should not wait for that. Never within a
+        launch's ``thread_stack_size`` window: a watchdog formats stacks and calls listeners."""
+        if thread is None:
+            return
+        try:
+            with default_stack():
+                thread.start()
+        except RuntimeError:  # no new threads: health is judged whenever asked
+            with self._lock:
+                if self._watchdog is thread:
+                    self._watchdog = None  # the next change tries again
 
     def _stop_watchdog(self) -> None:
         with self._watch_wake:
@@ -703,7 +717,9 @@ class Supervisor:
         """Let the ended watchdog finish the check it may be in, within the stop's deadline:
         stop() leaves no thread of its own behind."""
         watchdog = self._watchdog
-        if watchdog is not None and watchdog is not threading.current_thread():
+        if watchdog is None or watchdog.ident is None:  # none, or not started (it would end)
+            return
+        if watchdog is not threading.current_thread():
             watchdog.join(max(0.1, deadline - time.monotonic()))
 
     def _watch(self, generation: int) -> None:
@@ -725,7 +741,7 @@ class Supervisor:
                 if due is not None:
                     clock.wait_for(self._watch_wake, woken, max(0.0, due - clock.monotonic()))
                 elif not self._linger(woken):  # only a change can matter, and none came: end
-                    self._watchdog = None  # (under _lock) the next change starts another
+                    self._watchdog = None  # (under _lock) the next change makes another
                     return
                 if self._watch_generation != generation:
                     return
@@ -733,12 +749,14 @@ class Supervisor:
             due = self._watch_round(deadlines, dirty)
 
     def _linger(self, woken: Callable[[], bool]) -> bool:
-        """Nothing is due: wait up to ``_WATCHDOG_LINGER`` seconds for a change (the caller
-        holds ``_lock``); False if none came. So services ending one after another do not
-        start a watchdog each. On the real clock only: on a test's clock it would be a wait
-        that time must end, and a test's ``advance()`` would wait for it."""
-        if self.clock is not REAL_CLOCK:
-            return bool(self._dirty)
+        """Nothing is due: wait up to ``LINGER`` seconds for a change (the caller holds
+        ``_lock``); False if none came, and the watchdog ends. So services ending one after
+        another do not start a watchdog each. On a clock other than the real one (a test's
+        ``FakeClock``) it waits on that clock for a change, untimed, and never ends: as a
+        sleeper its clock knows of, not a thread an ``advance()`` could miss."""
+        if not isinstance(self.clock, RealClock):
+            self.clock.wait_for(self._watch_wake, woken, None)
+            return True
         return self._watch_wake.wait_for(woken, _WATCHDOG_LINGER)
 
     def _watch_round(self, deadlines: Deadlines, dirty: set[str]) -> float | None:
@@ -755,12 +773,12 @@ class Supervisor:
                 continue
             try:
                 when = deadline(service)
+                deadlines.put(name, when if when is not None and when > now else None)
                 passed = when is not None and when <= now and self._judged.get(name) != when
                 if name in dirty or passed:
                     if when is not None and when <= now:
                         self._judged[name] = when
                     self._judge(service)
-                deadlines.put(name, when if when is not None and when > now else None)
             except Exception as exc:  # a check_health() bug must not end the watchdog
                 emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed",
                      {"service": name}, exc)  # fmt: skip
@@ -997,24 +1015,27 @@ class Supervisor:
         if self._phase is Phase.STOPPING:
             return  # the watchdog has ended, and the stop waits on the services themselves
         with self._changed:
-            self._note_change(service)
+            watchdog = self._note_change(service)
+        self._start_watchdog(watchdog)
 
-    def _note_change(self, service: Service) -> None:
-        """Mark *service* for the watchdog and wake it, or start it if it ended for want of
-        work (the caller holds ``_lock``); while starting, start() starts it at the end."""
+    def _note_change(self, service: Service) -> threading.Thread | None:
+        """Mark *service* for the watchdog and wake it (the caller holds ``_lock``); a new
+        watchdog for the caller to start if the last one ended for want of work (while
+        starting, start() makes one at the end)."""
         self._dirty.add(service.name)
         self._changed.notify_all()
         if self._watchdog is None and self._phase is Phase.RUNNING:
-            self._start_watchdog()
-        else:
-            self._watch_wake.notify()
+            return self._new_watchdog()
+        self._watch_wake.notify()
+        return None
 
     def _service_ended(self, service: Service) -> None:
         if self._phase is Phase.STOPPING:
             return  # the stop waits on the service itself; other waiters wait for the phase
         with self._changed:
-            self._note_change(service)
+            watchdog = self._note_change(service)
             phase = self._phase
+        self._start_watchdog(watchdog)
         if phase is Phase.STOPPED:
             if not any(not s.daemon and not s._exited for s in self):
                 _exit.untrack(self)  # the last critical service still running has finished
