@@ -33,7 +33,7 @@ from ._stacks import thread_stack
 from .errors import Problem
 from .options import option
 from .periodic import PeriodicService
-from .service import Service, _Outcome, iso_time, safe_repr
+from .service import Service, _Outcome, full_repr, iso_time
 from .state import ServiceState
 
 __all__ = ["AsyncPeriodicService", "AsyncService"]
@@ -60,7 +60,7 @@ def _await_chain(task: asyncio.Task[Any]) -> str:
         awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
     text = "".join(traceback.StackSummary.extract(frames).format())
     if awaited is not None:
-        text += f"  awaiting {safe_repr(awaited)}\n"
+        text += f"  awaiting {full_repr(awaited)}\n"
     return text
 
 

@@ -86,7 +86,7 @@ def snake_case(name: str) -> str:
     return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
 
 
-def safe_repr(value: object) -> str:
+def full_repr(value: object) -> str:
     """The whole ``repr(value)`` (for events, unlike config errors' short one); a
     placeholder naming its type if ``__repr__`` raises."""
     try:
@@ -394,7 +394,7 @@ class Service(_Declared):
         try:
             own = self.stats()
         except Exception as exc:
-            own = {"stats_error": safe_repr(exc)}
+            own = {"stats_error": full_repr(exc)}
         if isinstance(own, Mapping):
             for key, value in own.items():
                 result.setdefault(key, value)
@@ -483,10 +483,12 @@ class Service(_Declared):
     def _launch_failed(self, exc: BaseException) -> None:
         """Its thread could not be started: FAILED with that error."""
         self._record_error(exc)
-        self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="thread start")
-        owner = self._owner
-        if owner is not None:
-            owner._service_ended(self)
+        try:  # a listener may raise the operator's signal: the owner still hears of the end
+            self._transition(_S.FAILED, "service.failed", "error", exc=exc, reason="thread start")
+        finally:
+            owner = self._owner
+            if owner is not None:
+                owner._service_ended(self)
 
     def _request_stop(self, *, quiet: bool = False) -> None:
         """Ask the service to stop; never blocks. ``on_stop_requested`` runs in its own thread.
@@ -707,7 +709,7 @@ class Service(_Declared):
         self._emit("service.teardown_failed", "error", exc=exc)
 
     def _fail(self, exc: BaseException | None, reason: str) -> None:
-        error = None if exc is None else safe_repr(exc)
+        error = None if exc is None else full_repr(exc)
         self._transition(_S.FAILED, "service.failed", "error", reason=reason, error=error)
 
     def _should_restart(self, outcome: _Outcome) -> bool:
@@ -782,7 +784,7 @@ class Service(_Declared):
         try:
             message = str(exc)
         except Exception:
-            message = safe_repr(exc)
+            message = full_repr(exc)
         self.last_error = {
             "type": type(exc).__qualname__,
             "message": message,
@@ -850,7 +852,7 @@ class Service(_Declared):
         owner = self._owner
         if owner is not None and owner._listeners:
             if exc is not None:
-                fields = {**fields, "error": safe_repr(exc)}
+                fields = {**fields, "error": full_repr(exc)}
             owner._dispatch(LifecycleEvent(event, self.name, self._state, time.time(), fields))
 
 

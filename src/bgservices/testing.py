@@ -29,7 +29,7 @@ from .aio import AsyncPeriodicService
 from .backoff import Backoff
 from .errors import DoNotRestart
 from .periodic import PeriodicService
-from .service import Service, safe_repr
+from .service import Service, full_repr
 from .supervisor import Supervisor
 
 __all__ = [
@@ -128,7 +128,7 @@ def _as_dict(record: logging.LogRecord) -> dict[str, Any]:
     }
     event.update((k, v) for k, v in fields.items() if k not in event)
     if record.exc_info and record.exc_info[1] is not None:
-        event["error"] = safe_repr(record.exc_info[1])  # as listeners get it
+        event["error"] = full_repr(record.exc_info[1])  # as listeners get it
         event["exc_info"] = record.exc_info[1]
     return event
 
