@@ -14,10 +14,11 @@ class _Repr(reprlib.Repr):
     """reprlib's short reprs, with a placeholder that names no address when repr fails."""
 
     def repr1(self, x: object, level: int) -> str:
-        # a subclass of a container (a list of events, say) as its base type, shortened:
-        # reprlib would call its own repr, which formats every item however many there are
-        if type(x) not in _CONTAINERS and isinstance(x, _CONTAINERS):
-            base = next(b for b in _CONTAINERS if isinstance(x, b))
+        # a subclass of a container that keeps its base's repr (a list of events, say) as
+        # that base, shortened: reprlib would call the whole repr, every item however many
+        # (a namedtuple or a defaultdict has a repr of its own, and keeps it)
+        base = _container_base(x)
+        if base is not None:
             shown = getattr(self, f"repr_{base.__name__}")(x, level)
             return f"{type_name(x)}({shown})"
         return super().repr1(x, level)
@@ -42,6 +43,19 @@ class _Repr(reprlib.Repr):
 
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _container_base(x: object) -> type | None:
+    """The built-in container *x*'s type subclasses without a repr of its own, or None."""
+    kind = type(x)
+    if kind in _CONTAINERS:
+        return None
+    for base in _CONTAINERS:
+        if isinstance(x, base):
+            return base if getattr(kind, "__repr__", None) is base.__repr__ else None
+    return None
+
+
 _repr = _Repr()
 _repr.maxlevel = 3
 _repr.maxstring = 60
