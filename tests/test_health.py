@@ -266,18 +266,19 @@ def test_a_watchdog_round_looks_only_at_what_changed(
     assert set(looked) == {"flaky"}  # not a pass over the fifty others, a minute from due
 
 
+@pytest.mark.parametrize("clock", [None, RealClock()], ids=["default", "a RealClock of its own"])
 def test_services_ending_one_after_another_share_one_watchdog(
-    make_supervisor, monkeypatch: pytest.MonkeyPatch
+    make_supervisor, monkeypatch: pytest.MonkeyPatch, clock: RealClock | None
 ) -> None:
     monkeypatch.setattr(supervisor_module, "_WATCHDOG_LINGER", 30.0)  # longer than the test
-    started = []
-    start_watchdog = Supervisor._start_watchdog
+    made = []
+    new_watchdog = Supervisor._new_watchdog
 
-    def counted(sup: Supervisor) -> None:
-        started.append(sup)
-        start_watchdog(sup)
+    def counted(sup: Supervisor) -> threading.Thread:
+        made.append(sup)
+        return new_watchdog(sup)
 
-    monkeypatch.setattr(Supervisor, "_start_watchdog", counted)
+    monkeypatch.setattr(Supervisor, "_new_watchdog", counted)
 
     class EndsOnCue(Service):
         restart = "never"
@@ -290,12 +291,12 @@ def test_services_ending_one_after_another_share_one_watchdog(
             self.cue.wait(10)
 
     services = [EndsOnCue(name=f"e{i}") for i in range(20)]
-    sup = make_supervisor(*services, Idle(name="idle"))
+    sup = make_supervisor(*services, Idle(name="idle"), clock=clock)
     sup.start()
     for service in services:  # one end at a time, each after the last was reported
         service.cue.set()
         assert service.wait_for_state(ServiceState.STOPPED, timeout=5)
-    assert len(started) == 1  # one watchdog saw them all: none was started per end
+    assert len(made) == 1  # one watchdog saw them all: none was started per end
 
 
 def _watchdogs() -> list[threading.Thread]:
