@@ -116,6 +116,14 @@ def test_a_forked_child_restarts_its_supervisor_and_exits_cleanly(tmp_path: Path
     assert teardowns == sorted([f"teardown-{child_pid}", f"teardown-{app.proc.pid}"])
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_forked_while_the_stack_size_lock_was_held_can_start(tmp_path: Path) -> None:
+    app = App.script("fork_in_window_app.py")
+    code, out, err = app.finish(timeout=20)
+    assert "CHILD STARTED" in out and "CHILD EXIT 0" in out, out + err
+    assert code == 0
+
+
 def test_sigkill_runs_nothing_as_documented(tmp_path: Path) -> None:
     app = App.script("exit_app.py", "run", str(tmp_path))
     app.wait_line("READY")

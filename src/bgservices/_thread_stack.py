@@ -10,6 +10,7 @@ bgservices' own helper threads start under the same lock (``default_stack``), so
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
@@ -44,6 +45,14 @@ def default_stack() -> Iterator[None]:
     service thread or the event loop may start while a supervisor launches another service."""
     with _LOCK:
         yield
+
+
+def _after_fork_in_child() -> None:
+    global _LOCK
+    _LOCK = threading.Lock()  # a thread of the parent may have held it: it is gone here
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def size_problem(size: int | None) -> str | None:
