@@ -24,6 +24,8 @@ class Deadlines:
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
         self._current: dict[str, float] = {}
+        #: the deadline each service was last judged at, so that a passed one is judged once
+        self.judged: dict[str, float] = {}
 
     def put(self, name: str, when: float | None) -> None:
         """*name*'s deadline is now *when* (None: it has none)."""

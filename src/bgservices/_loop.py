@@ -87,12 +87,16 @@ class Watchdog:
                 self._cond.notify_all()
                 return
             self._running = True  # a step meanwhile sees it: the new thread will look
+        thread = threading.Thread(target=self._watch, name=self._name, daemon=True)
         try:  # outside _cond: a launch holding the stack-size lock may want _cond
             with default_stack():
-                threading.Thread(target=self._watch, name=self._name, daemon=True).start()
-        except RuntimeError:  # no new threads (interpreter shutdown): not watched
-            with self._cond:
-                self._running = False
+                thread.start()
+        except BaseException as exc:  # no new threads (interpreter shutdown); or a signal's
+            if thread.ident is None:  # never started: the next step tries again
+                with self._cond:
+                    self._running = False
+            if not isinstance(exc, RuntimeError):
+                raise
 
     # -- in the watchdog thread ----------------------------------------------------------
 

@@ -236,16 +236,14 @@ class Supervisor:
         self._failure_shutdown = False
         self._signals: SignalHandlers | None = None
         self._loops: Loops | None = None  # where async services run (see the asyncio section)
-        # Health: services changed since the watchdog last looked (under _lock), the last
-        # verdict and overrun reported for each (under _health_lock: health() judges too),
-        # and the deadlines already judged (the watchdog's alone: one runs at a time).
+        # Health: services changed since the watchdog last looked (under _lock), and the last
+        # verdict and overrun reported for each (under _health_lock: health() judges too).
         self._dirty: set[str] = set()
         self._watch_generation = 0
         self._watchdog: threading.Thread | None = None
         self._health_lock = threading.Lock()
         self._verdicts: dict[str, Verdict] = {}
         self._overruns_reported: dict[str, float] = {}
-        self._judged: dict[str, float] = {}
         self._running_hint: Service | None = None  # see _any_running
 
     # -- services ------------------------------------------------------------------------
@@ -702,11 +700,16 @@ class Supervisor:
             return
         try:
             with default_stack():
+                with self._lock:
+                    if self._watchdog is not thread:  # a stop, or another, came meanwhile
+                        return
                 thread.start()
-        except RuntimeError:  # no new threads: health is judged whenever asked
+        except BaseException as exc:  # no new threads; or a signal's exception
             with self._lock:
-                if self._watchdog is thread:
-                    self._watchdog = None  # the next change tries again
+                if self._watchdog is thread and thread.ident is None:
+                    self._watchdog = None  # never started: the next change tries again
+            if not isinstance(exc, RuntimeError):  # RuntimeError: health judged when asked
+                raise
 
     def _stop_watchdog(self) -> None:
         with self._watch_wake:
@@ -717,7 +720,7 @@ class Supervisor:
         """Let the ended watchdog finish the check it may be in, within the stop's deadline:
         stop() leaves no thread of its own behind."""
         watchdog = self._watchdog
-        if watchdog is None or watchdog.ident is None:  # none, or not started (it would end)
+        if watchdog is None or not watchdog.is_alive():  # none, not started, or ended
             return
         if watchdog is not threading.current_thread():
             watchdog.join(max(0.1, deadline - time.monotonic()))
@@ -774,10 +777,10 @@ class Supervisor:
             try:
                 when = deadline(service)
                 deadlines.put(name, when if when is not None and when > now else None)
-                passed = when is not None and when <= now and self._judged.get(name) != when
+                passed = when is not None and when <= now and deadlines.judged.get(name) != when
                 if name in dirty or passed:
                     if when is not None and when <= now:
-                        self._judged[name] = when
+                        deadlines.judged[name] = when
                     self._judge(service)
             except Exception as exc:  # a check_health() bug must not end the watchdog
                 emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed",
