@@ -15,7 +15,12 @@ def test_a_long_container_subclass_is_shown_by_its_first_items() -> None:
     assert safe_repr(Events(range(10_000))) == "Events([0, 1, 2, 3, 4, 5, ...])"
 
 
-def test_subclasses_with_a_repr_of_their_own_keep_it() -> None:
+def test_a_long_one_with_a_repr_of_its_own_is_shortened_too() -> None:
+    assert safe_repr(collections.Counter(range(10_000))).startswith("Counter({0: 1, 1: 1,")
+    assert len(safe_repr(collections.Counter(range(10_000)))) < 100
+
+
+def test_short_subclasses_with_a_repr_of_their_own_keep_it() -> None:
     point = collections.namedtuple("point", "x y")
     assert safe_repr(point(1, 2)) == "point(x=1, y=2)"
     assert safe_repr(collections.defaultdict(list, a=[1])).startswith("defaultdict(<class 'list'>")

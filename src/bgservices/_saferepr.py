@@ -14,10 +14,10 @@ class _Repr(reprlib.Repr):
     """reprlib's short reprs, with a placeholder that names no address when repr fails."""
 
     def repr1(self, x: object, level: int) -> str:
-        # a subclass of a container that keeps its base's repr (a list of events, say) as
-        # that base, shortened: reprlib would call the whole repr, every item however many
-        # (a namedtuple or a defaultdict has a repr of its own, and keeps it)
-        base = _container_base(x)
+        # a subclass of a container (a list of events, say) as that base, shortened: reprlib
+        # would call its whole repr, every item however many. One with a repr of its own (a
+        # namedtuple, a Counter) keeps it while it holds no more than reprlib would show.
+        base = _shown_as_base(x, self.maxlist)
         if base is not None:
             shown = getattr(self, f"repr_{base.__name__}")(x, level)
             return f"{type_name(x)}({shown})"
@@ -45,15 +45,15 @@ class _Repr(reprlib.Repr):
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 
 
-def _container_base(x: object) -> type | None:
-    """The built-in container *x*'s type subclasses without a repr of its own, or None."""
+def _shown_as_base(x: object, most: int) -> type | None:
+    """The built-in container to show *x*, a subclass of one, as (shortened); None to show
+    it as it is."""
     kind = type(x)
-    if kind in _CONTAINERS:
+    if kind in _CONTAINERS or not isinstance(x, _CONTAINERS):
         return None
-    for base in _CONTAINERS:
-        if isinstance(x, base):
-            return base if getattr(kind, "__repr__", None) is base.__repr__ else None
-    return None
+    base = next(b for b in _CONTAINERS if isinstance(x, b))
+    own_repr = getattr(kind, "__repr__", None) is not getattr(base, "__repr__", None)
+    return None if own_repr and len(x) <= most else base
 
 
 _repr = _Repr()
