@@ -420,25 +420,6 @@ def test_a_stuck_daemon_safe_service_holds_back_no_later_stop_wave(
     assert report.elapsed < 5  # not held back until the deadline by "stuck"
 
 
-def test_a_dependent_whose_requirement_failed_says_so_not_that_it_timed_out(
-    make_supervisor,
-) -> None:
-    class Dies(Service):
-        restart = "never"
-
-        def setup(self) -> None:
-            raise RuntimeError("no database")
-
-        def run(self) -> None:
-            pass
-
-    dependent = Idle(name="dependent", requires=["db"])
-    sup = make_supervisor(Dies(name="db"), dependent, ready_timeout=60)
-    sup.start()  # returns at once: the requirement failed, nothing to wait for
-    assert dependent.last_error is not None
-    assert dependent.last_error["message"] == "not started: required service(s) 'db' (failed)"
-
-
 def test_add_judges_only_the_added_service_names(make_supervisor) -> None:
     sup = make_supervisor(Idle(name="b"), Idle(name="a", requires=["b"]))
     sup.start()
