@@ -879,7 +879,7 @@ class Supervisor:
                 other._request_stop(quiet=True)
         grace_end = min(time.monotonic() + self.daemon_grace, final)
         for service in services:
-            service._wait_exited(grace_end - time.monotonic())
+            service._join(grace_end - time.monotonic())
         joined = {threading.current_thread()}
         for service in services:  # the ones that ended are finishing their last lines
             thread = service.thread  # async services share their loop's: join it once
@@ -905,9 +905,7 @@ class Supervisor:
         """Wait for *services* to end; False once the deadline has passed with one still
         running."""
         for service in services:
-            if not service._wait_exited(deadline - time.monotonic()) and (
-                service._running_elsewhere
-            ):
+            if not service._join(deadline - time.monotonic()) and service._running_elsewhere:
                 return False
         return True
 
