@@ -2,6 +2,8 @@
 and APScheduler 3 with 200 interval jobs, ``shutdown(wait=True)``; and what the lifecycle logs
 cost: start and stop of 200 services with nothing listening, with every per-service event
 rendered (DEBUG), beside 200 bare threads started and stopped the plainest way (the floor).
+Each stop begins once every thread waits (idle, not still on its way in); the three kinds
+alternate, 15 times (4 with ``--quick``), and each figure is the best of its runs.
 
 The supervisor's services sleep on their stop event, so a stop wakes them at once; the
 common hand-written pattern checks a flag between ``time.sleep(1)`` calls, so each thread
@@ -13,9 +15,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import resource
+import statistics
 import threading
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from bgservices import PeriodicService, Supervisor
 
@@ -42,32 +47,60 @@ def bgservices_stop(n: int) -> float:
     return elapsed
 
 
-def start_stop(n: int) -> tuple[float, float]:
-    """(start, stop) seconds for *n* idle services: start() until every setup ran, stop()."""
+class StartStop(NamedTuple):
+    start: float  # seconds
+    stop: float  # seconds
+    switches: float  # voluntary context switches per thread stopped
+
+
+def _switches() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
+
+
+def start_stop(n: int) -> StartStop:
+    """*n* idle services: start() until every setup ran; stop() once every service waits for
+    its next tick (idle, as the floor's threads are)."""
     sup = Supervisor([Idle(name=f"idle{i}") for i in range(n)])
     began = time.perf_counter()
     sup.start()
     started = time.perf_counter()
+    wait_idle([service._cond for service in sup])
+    switches, stopping = _switches(), time.perf_counter()
     report = sup.stop()
-    stopped = time.perf_counter()
+    stopped, switches = time.perf_counter(), _switches() - switches
     assert report.clean
-    return started - began, stopped - started
+    return StartStop(started - began, stopped - stopping, switches / n)
 
 
-def bare_threads(n: int) -> tuple[float, float]:
-    """(start, stop) seconds for *n* plain threads, each waiting on an Event of its own (each
-    one stoppable alone, as a service is): ``Thread.start``, then ``set`` and ``join``."""
+def bare_threads(n: int) -> StartStop:
+    """*n* plain threads, each waiting on an Event of its own (each one stoppable alone, as a
+    service is): ``Thread.start``; once all wait, ``set`` and ``join``."""
     events = [threading.Event() for _ in range(n)]
     threads = [threading.Thread(target=event.wait) for event in events]
     began = time.perf_counter()
     for thread in threads:
         thread.start()
     started = time.perf_counter()
+    wait_idle([event._cond for event in events])  # type: ignore[attr-defined]
+    switches, stopping = _switches(), time.perf_counter()
     for event in events:
         event.set()
     for thread in threads:
         thread.join()
-    return started - began, time.perf_counter() - started
+    stopped, switches = time.perf_counter(), _switches() - switches
+    return StartStop(started - began, stopped - stopping, switches / n)
+
+
+def wait_idle(conditions: list[threading.Condition], timeout: float = 30.0) -> None:
+    """Return once a thread waits on each of *conditions* (each idle thread waits on one),
+    and a moment more for the last of them to fall asleep: a stop then measures idle
+    threads, not threads still on their way in. Raises after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while any(not cond._waiters for cond in conditions):  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"threads not idle after {timeout:g} s")
+        time.sleep(0.001)
+    time.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -117,33 +150,50 @@ def run(quick: bool = False) -> list[Result]:
     ours = min(bgservices_stop(n) for _ in range(repeats))
     loop = sleep_loop_stop(n)
     aps = min(apscheduler_stop(n) for _ in range(repeats))
-    best = lambda runs: tuple(min(r[i] for r in runs) for i in (0, 1))  # noqa: E731
-    floor = best([bare_threads(n) for _ in range(repeats + 2)])
-    silent = best([start_stop(n) for _ in range(repeats + 2)])
-    with every_event_rendered():
-        rendered = best([start_stop(n) for _ in range(repeats + 2)])
+    runs: dict[str, list[StartStop]] = {"floor": [], "silent": [], "rendered": []}
+    for _ in range(4 if quick else 15):  # interleaved, so that load on the machine hits all alike
+        runs["floor"].append(bare_threads(n))
+        runs["silent"].append(start_stop(n))
+        with every_event_rendered():
+            runs["rendered"].append(start_stop(n))
+    floor, silent, rendered = (
+        StartStop(
+            min(r.start for r in kind),
+            min(r.stop for r in kind),
+            statistics.median(r.switches for r in kind),
+        )
+        for kind in runs.values()
+    )
     return [
         Result(
             name=f"stop {n} idle services, lifecycle logs at INFO (the default: disabled)",
             unit="ms",
-            ours=silent[1] * 1000,
+            ours=silent.stop * 1000,
             peers={
-                "bare threads, an Event each: set all, join all (the floor)": floor[1] * 1000,
-                "every per-service event rendered (DEBUG)": rendered[1] * 1000,
+                "bare threads, an Event each: set all, join all (the floor)": floor.stop * 1000,
+                "every per-service event rendered (DEBUG)": rendered.stop * 1000,
             },
-            ratio=floor[1] / silent[1],
+            ratio=floor.stop / silent.stop,
             target="within 1.3x of the floor (ratio = floor / ours: >= 0.77)",
             note="per-service start/stop events are DEBUG; one INFO summary per start and stop",
         ),
         Result(
+            name=f"voluntary context switches per service stopped ({n})",
+            unit="switches",
+            ours=silent.switches,
+            peers={"bare threads (the floor)": floor.switches},
+            ratio=floor.switches / silent.switches,
+            target="reported (as the bare threads); unlike times, they barely move under load",
+        ),
+        Result(
             name=f"start {n} idle services, lifecycle logs at INFO (the default: disabled)",
             unit="ms",
-            ours=silent[0] * 1000,
+            ours=silent.start * 1000,
             peers={
-                "bare threads: Thread.start (the floor)": floor[0] * 1000,
-                "every per-service event rendered (DEBUG)": rendered[0] * 1000,
+                "bare threads: Thread.start (the floor)": floor.start * 1000,
+                "every per-service event rendered (DEBUG)": rendered.start * 1000,
             },
-            ratio=floor[0] / silent[0],
+            ratio=floor.start / silent.start,
             target="reported (start waits for each setup() in turn)",
         ),
         Result(
