@@ -6,6 +6,8 @@ import json
 import os
 import platform
 import sys
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -67,3 +69,15 @@ def quiet_logs() -> None:
     import logging
 
     logging.getLogger("bgservices").addHandler(logging.StreamHandler(open(os.devnull, "w")))  # noqa: SIM115
+
+
+def wait_idle(conditions: list[threading.Condition], timeout: float = 30.0) -> None:
+    """Return once a thread waits on each of *conditions* (each idle thread waits on one),
+    and a moment more for the last of them to fall asleep: a stop then measures idle
+    threads, not threads still on their way in. Raises after *timeout*."""
+    deadline = time.monotonic() + timeout
+    while any(not cond._waiters for cond in conditions):  # type: ignore[attr-defined]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"threads not idle after {timeout:g} s")
+        time.sleep(0.001)
+    time.sleep(0.02)

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from bgservices import PeriodicService, Supervisor
 
-from ._common import Result, standalone
+from ._common import Result, standalone, wait_idle
 from ._peers import apscheduler_version, start_apscheduler
 
 
@@ -89,18 +89,6 @@ def bare_threads(n: int) -> StartStop:
         thread.join()
     stopped, switches = time.perf_counter(), _switches() - switches
     return StartStop(started - began, stopped - stopping, switches / n)
-
-
-def wait_idle(conditions: list[threading.Condition], timeout: float = 30.0) -> None:
-    """Return once a thread waits on each of *conditions* (each idle thread waits on one),
-    and a moment more for the last of them to fall asleep: a stop then measures idle
-    threads, not threads still on their way in. Raises after *timeout*."""
-    deadline = time.monotonic() + timeout
-    while any(not cond._waiters for cond in conditions):  # type: ignore[attr-defined]
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"threads not idle after {timeout:g} s")
-        time.sleep(0.001)
-    time.sleep(0.02)
 
 
 @contextlib.contextmanager

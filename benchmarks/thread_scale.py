@@ -9,7 +9,8 @@ every event set first and then every thread joined. That one is a little faster 
 one-by-one stop is the floor the ratio is taken against: what CPython itself costs per thread
 here. bgservices starts N idle ``PeriodicService``s (interval 60 s) with
 ``Supervisor.start()``, which returns once each one's setup() has ended, and stops them with
-``stop()``. Voluntary context switches per thread started are shown too: unlike times, they
+``stop()``; each stop, ours and the bare ones, begins once every thread waits (idle, not
+still on its way in). Voluntary context switches per thread started are shown too: unlike times, they
 barely move when the machine is loaded. Each figure comes from a fresh child process, the
 median of several; the kinds alternate. Memory is RSS and virtual size grown per thread,
 objects included, with and without ``thread_stack_size``.
@@ -27,7 +28,7 @@ import sys
 import threading
 import time
 
-from ._common import Result, print_table, quiet_logs
+from ._common import Result, print_table, quiet_logs, wait_idle
 
 SMALL_STACK = 256 * 1024
 
@@ -67,12 +68,14 @@ def _child(kind: str, count: int) -> dict[str, float]:
         events, threads = _bare_threads(count)
         started, switches = time.perf_counter() - began, _switches() - switches
         after = process.memory_info()
+        wait_idle([event._cond for event in events])  # type: ignore[attr-defined]
         began = time.perf_counter()
         for event, thread in zip(events[::-1], threads[::-1], strict=True):
             event.set()
             thread.join()
         stopped = time.perf_counter() - began
         events, threads = _bare_threads(count)
+        wait_idle([event._cond for event in events])  # type: ignore[attr-defined]
         began = time.perf_counter()
         for event in events:
             event.set()
@@ -88,6 +91,7 @@ def _child(kind: str, count: int) -> dict[str, float]:
         started, switches = time.perf_counter() - began, _switches() - switches
         assert sup.wait_running(0)
         after = process.memory_info()
+        wait_idle([service._cond for service in services])
         began = time.perf_counter()
         report = sup.stop()
         stopped = time.perf_counter() - began
