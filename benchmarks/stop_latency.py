@@ -3,7 +3,8 @@ and APScheduler 3 with 200 interval jobs, ``shutdown(wait=True)``; and what the 
 cost: start and stop of 200 services with nothing listening, with every per-service event
 rendered (DEBUG), beside 200 bare threads started and stopped the plainest way (the floor).
 Each stop begins once every thread waits (idle, not still on its way in); the three kinds
-alternate, 15 times (4 with ``--quick``), and each figure is the best of its runs.
+alternate, 15 times (4 with ``--quick``), and each figure is the median of its runs (the
+best of them swings with the odd lucky run of the floor).
 
 The supervisor's services sleep on their stop event, so a stop wakes them at once; the
 common hand-written pattern checks a flag between ``time.sleep(1)`` calls, so each thread
@@ -145,11 +146,7 @@ def run(quick: bool = False) -> list[Result]:
         with every_event_rendered():
             runs["rendered"].append(start_stop(n))
     floor, silent, rendered = (
-        StartStop(
-            min(r.start for r in kind),
-            min(r.stop for r in kind),
-            statistics.median(r.switches for r in kind),
-        )
+        StartStop(*(statistics.median(field) for field in zip(*kind, strict=True)))
         for kind in runs.values()
     )
     return [

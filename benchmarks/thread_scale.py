@@ -10,10 +10,10 @@ one-by-one stop is the floor the ratio is taken against: what CPython itself cos
 here. bgservices starts N idle ``PeriodicService``s (interval 60 s) with
 ``Supervisor.start()``, which returns once each one's setup() has ended, and stops them with
 ``stop()``; each stop, ours and the bare ones, begins once every thread waits (idle, not
-still on its way in). Voluntary context switches per thread started are shown too: unlike times, they
-barely move when the machine is loaded. Each figure comes from a fresh child process, the
-median of several; the kinds alternate. Memory is RSS and virtual size grown per thread,
-objects included, with and without ``thread_stack_size``.
+still on its way in). Voluntary context switches per thread started are shown too: unlike
+times, they barely move when the machine is loaded. Each figure comes from a fresh child
+process, the median of several; the kinds alternate. Memory is RSS and virtual size grown
+per thread, objects included, with and without ``thread_stack_size``.
 """
 
 from __future__ import annotations
