@@ -519,7 +519,9 @@ def test_a_thousand_late_services_behind_a_slow_log_sink_stop_by_the_deadline(
         logger.removeHandler(sink)
         logger.setLevel(logging.NOTSET)
         release.set()
-    assert elapsed < 0.2 + 0.1 + 0.3, elapsed  # reporting 1,000 stragglers costs ~nothing
+    # the deadline, the grace, and room for a loaded machine: a record per straggler through
+    # the 2 ms sink would add 2 s (it took 0.74 s with three test suites on two cores)
+    assert elapsed < 0.2 + 0.1 + 1.0, elapsed
     assert sorted(report.stragglers) == sorted(s.name for s in services)  # each one named
     for svc in services:
         assert svc.thread is not None
