@@ -245,6 +245,43 @@ def test_the_watchdog_ends_while_nothing_is_due_and_a_change_brings_it_back(
     assert not sup.healthy
 
 
+def test_start_judges_what_nothing_is_due_for_itself_and_starts_no_watchdog(
+    make_supervisor, recorder
+) -> None:
+    class NoConfig(Service):
+        restart = "never"
+
+        def setup(self) -> None:
+            raise RuntimeError("no config")
+
+    sup = make_supervisor(NoConfig(name="broken"), Looper(name="quiet"), Idle(name="idle"))
+    sup.start()
+    # judged before start() returned, with no thread to start now or to stop later
+    assert recorder.matching("service.health", service="broken", health="failing")
+    assert sup._watchdog is None and not _watchdogs()
+    assert sup.health()["services"]["quiet"]["health"] == "ok"
+
+
+def test_a_service_with_a_check_or_a_deadline_of_its_own_is_judged_by_the_watchdog(
+    make_supervisor, recorder
+) -> None:
+    judged_in: list[str] = []
+
+    class Picky(Idle):
+        def check_health(self) -> HealthCheck:
+            judged_in.append(threading.current_thread().name)
+            return HealthCheck.degraded("queue backing up")
+
+    sup = make_supervisor(Picky(name="picky"), Idle(name="idle"))
+    sup.start()
+    recorder.wait_for("service.health", service="picky", health="degraded")
+    assert judged_in[0] == "bgservices:watchdog"  # user code: never in the caller of start()
+    sup.stop()
+    sup = make_supervisor(Idle(name="beats", stall_after=60))  # a deadline: a watchdog waits
+    sup.start()
+    assert _watchdogs()
+
+
 def test_a_watchdog_round_looks_only_at_what_changed(
     make_supervisor, recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

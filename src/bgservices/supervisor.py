@@ -520,12 +520,14 @@ class Supervisor:
                 break  # a stop (a signal, request_stop, a failure) arrived while starting
             if self._await_requirements(service) and self._launch(service):
                 self._wait_setup(service)
+        self._judge_started()
         watchdog = None
         with self._lock:
             if self._starting():
                 self._phase = Phase.RUNNING
                 self._changed.notify_all()
-                watchdog = self._new_watchdog()  # it judges what changed while starting
+                if self._dirty:  # it judges the rest of what changed while starting
+                    watchdog = self._new_watchdog()
         self._start_watchdog(watchdog)
         self._emit(
             "supervisor.started",
@@ -672,6 +674,19 @@ class Supervisor:
                 )
             )
 
+    def _judge_started(self) -> None:
+        """Judge here what changed while starting and needs no watchdog (``_unwatched``),
+        still STARTING: changes meanwhile wait in ``_dirty`` for the watchdog, which then
+        judges them after this. Idle services with nothing due then start no watchdog at
+        all, neither a thread to start nor one to stop."""
+        with self._lock:
+            services = [self._services.get(name) for name in self._dirty]
+            here = [s for s in services if s is not None and _unwatched(s)]
+            self._dirty.difference_update(s.name for s in here)
+        for service in here:
+            with _bugs_logged(service.name):
+                self._judge(service)
+
     # -- the watchdog ----------------------------------------------------------------------
 
     def _new_watchdog(self) -> threading.Thread:
@@ -681,9 +696,9 @@ class Supervisor:
         service changes or the earliest stall or tick deadline passes, and ends once nothing
         has been due or changed for ``LINGER`` seconds; the next change makes another.
 
-        start() makes the first once it has launched every service, and it first judges every
-        service that changed meanwhile: started earlier, it would wake at each launch and
-        compete with the next one for the GIL.
+        start() makes the first, if any, once it has launched every service, to judge what
+        changed meanwhile and needs it (a deadline, or a check of the service's own): started
+        earlier, it would wake at each launch and compete with the next one for the GIL.
         """
         self._watch_generation += 1
         thread = self._watchdog = threading.Thread(
@@ -774,7 +789,7 @@ class Supervisor:
             service = self._services.get(name)
             if service is None:  # removed
                 continue
-            try:
+            with _bugs_logged(name):  # a check_health() bug must not end the watchdog
                 when = deadline(service)
                 deadlines.put(name, when if when is not None and when > now else None)
                 passed = when is not None and when <= now and deadlines.judged.get(name) != when
@@ -782,9 +797,6 @@ class Supervisor:
                     if when is not None and when <= now:
                         deadlines.judged[name] = when
                     self._judge(service)
-            except Exception as exc:  # a check_health() bug must not end the watchdog
-                emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed",
-                     {"service": name}, exc)  # fmt: skip
         return deadlines.earliest()
 
     # -- stop ----------------------------------------------------------------------------
@@ -1021,8 +1033,8 @@ class Supervisor:
 
     def _note_change(self, service: Service) -> threading.Thread | None:
         """Mark *service* for the watchdog and wake it (the caller holds ``_lock``); a new
-        watchdog for the caller to start if the last one ended for want of work (while
-        starting, start() makes one at the end)."""
+        watchdog for the caller to start if there is none, or the last one ended for want of
+        work (while starting, start() judges the changes at its end)."""
         self._dirty.add(service.name)
         self._changed.notify_all()
         if self._watchdog is None and self._phase is Phase.RUNNING:
@@ -1184,6 +1196,27 @@ class Supervisor:
         self._init_runtime()
         for service in self._services.values():
             service._reset_after_fork()
+
+
+def _unwatched(service: Service) -> bool:
+    """Judging *service* runs no code of its own (``check_health``, ``ready``) and no time
+    alone could change its verdict (no deadline): any thread may judge it, at once."""
+    cls = type(service)
+    return (
+        cls.check_health is Service.check_health
+        and cls.ready is Service.ready
+        and deadline(service) is None
+    )
+
+
+@contextlib.contextmanager
+def _bugs_logged(name: str) -> Iterator[None]:
+    """Judging *name*: a bug (or a ``check_health()`` that raises past its own guard) is
+    logged as ``supervisor.watchdog_failed``, never raised into the judging thread."""
+    try:
+        yield
+    except Exception as exc:
+        emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed", {"service": name}, exc)
 
 
 def _stop_waves(services: list[Service]) -> list[list[Service]]:
