@@ -570,7 +570,7 @@ class Service(_Declared):
     def _join(self, timeout: float | None) -> bool:
         """``_wait_exited`` for a stop: wait for the service's thread itself to end, so that
         the stopping thread is woken once per service, not for the exit and then again for
-        the join; True once the life cycle has ended. A thread not started yet, or an async
+        the join; True once that thread has ended. A thread not started yet, or an async
         service's (its loop's, shared): ``_wait_exited``."""
         thread = self._thread
         if self.is_async or thread is None or thread is threading.current_thread():
@@ -579,7 +579,7 @@ class Service(_Declared):
             thread.join(None if timeout is None else max(0.0, timeout))
         except RuntimeError:  # armed, not started yet
             return self._wait_exited(timeout)
-        return self._exited
+        return not thread.is_alive()
 
     def _stack(self) -> str:
         """Where the service is now, for a straggler's report: its thread's stack."""

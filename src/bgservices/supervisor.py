@@ -884,22 +884,23 @@ class Supervisor:
         *deadline*; past it, whatever was not asked yet is asked at once with one event for
         all. Then everyone gets the daemon grace, never past *final*.
         """
-        rest = self._ask_in_waves(services, deadline)
+        joined: set[threading.Thread] = {threading.current_thread()}  # ended, or ourselves
+        rest = self._ask_in_waves(services, deadline, joined)
         if rest:  # past the deadline: ask the rest at once, with one event for all
             self._emit("supervisor.deadline", "warning", asked=[s.name for s in rest])
             for other in rest:
                 other._request_stop(quiet=True)
         grace_end = min(time.monotonic() + self.daemon_grace, final)
-        for service in services:
-            service._join(grace_end - time.monotonic())
-        joined = {threading.current_thread()}
+        self._wait_all(services, grace_end, joined, every=True)
         for service in services:  # the ones that ended are finishing their last lines
             thread = service.thread  # async services share their loop's: join it once
             if service._exited and thread is not None and thread.ident and thread not in joined:
                 joined.add(thread)
                 thread.join(max(0.0, grace_end - time.monotonic()))
 
-    def _ask_in_waves(self, services: list[Service], deadline: float) -> list[Service]:
+    def _ask_in_waves(
+        self, services: list[Service], deadline: float, joined: set[threading.Thread]
+    ) -> list[Service]:
         """Ask *services* wave by wave, then wait for the critical ones until *deadline*;
         those not asked because the deadline passed first."""
         waves = _stop_waves(services)
@@ -907,17 +908,30 @@ class Supervisor:
             for service in wave:
                 service._request_stop()
             # the next wave waits only for what requires it: this wave's dependents
-            if not self._wait_all([s for s in wave if s.requires], deadline):
+            if not self._wait_all([s for s in wave if s.requires], deadline, joined):
                 return [s for later in waves[index + 1 :] for s in later]
-        self._wait_all([s for s in services if not s.daemon], deadline)
+        self._wait_all([s for s in services if not s.daemon], deadline, joined)
         return []
 
     @staticmethod
-    def _wait_all(services: list[Service], deadline: float) -> bool:
-        """Wait for *services* to end; False once the deadline has passed with one still
-        running."""
+    def _wait_all(
+        services: list[Service],
+        deadline: float,
+        joined: set[threading.Thread],
+        *,
+        every: bool = False,
+    ) -> bool:
+        """Wait for *services* to end, adding each thread service's thread seen to end to
+        *joined* (a thread in it is not waited for again); False once the deadline has passed
+        with one still running. With *every*, each gets its wait up to the deadline."""
         for service in services:
-            if not service._join(deadline - time.monotonic()) and service._running_elsewhere:
+            thread = service.thread
+            if thread in joined:
+                continue
+            if service._join(deadline - time.monotonic()):
+                if thread is not None and not service.is_async:
+                    joined.add(thread)
+            elif service._running_elsewhere and not every:
                 return False
         return True
 
