@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _deps, _exit
 from ._clock import REAL_CLOCK, Clock, RealClock
+from ._condition import LeanCondition
 from ._deadlines import LINGER as _WATCHDOG_LINGER
 from ._deadlines import Deadlines
 from ._logging import LEVELS, emit
@@ -223,8 +224,8 @@ class Supervisor:
         # _wake and _in_run; _changed (on the same lock) wakes whoever waits for a phase or a
         # service; _watch_wake (the same lock again) wakes the watchdog alone.
         self._lock = threading.RLock()
-        self._changed = threading.Condition(self._lock)
-        self._watch_wake = threading.Condition(self._lock)
+        self._changed = LeanCondition(self._lock)
+        self._watch_wake = LeanCondition(self._lock)
         # services between their launch's two locked steps, and the thread launching each
         self._launching: dict[str, threading.Thread] = {}
         self._phase = Phase.IDLE
