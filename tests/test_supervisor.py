@@ -17,6 +17,7 @@ from bgservices import (
     Supervisor,
     _exit,
 )
+from bgservices import supervisor as supervisor_module
 
 FAST = Backoff(initial=0.001, maximum=0.01)
 
@@ -418,6 +419,35 @@ def test_a_stuck_daemon_safe_service_holds_back_no_later_stop_wave(
     assert required.state is ServiceState.STOPPED and dependent.state is ServiceState.STOPPED
     assert recorder.matching("supervisor.deadline") == []  # "required" was asked in its turn
     assert report.elapsed < 5  # not held back until the deadline by "stuck"
+
+
+def test_slow_stops_overlap_beyond_the_stop_window(make_supervisor, recorder) -> None:
+    # every teardown waits until all 60 are in theirs: only if each is asked while the
+    # first ones still run (the window gives way) do they all end, well before the deadline
+    count = supervisor_module._STOP_WINDOW + 28
+    together = threading.Barrier(count, timeout=5)
+
+    class Together(Idle):
+        def teardown(self) -> None:
+            together.wait()
+
+    services = [Together(name=f"t{i}", journal=[]) for i in range(count)]
+    sup = make_supervisor(*services, shutdown_timeout=10)
+    sup.start()
+    report = sup.stop()
+    assert report.clean
+    assert recorder.matching("service.teardown_failed") == []  # no broken barrier
+    assert report.elapsed < 5
+
+
+def test_idle_services_beyond_the_stop_window_all_stop(make_supervisor) -> None:
+    services = [Idle(name=f"i{i}", journal=[]) for i in range(3 * supervisor_module._STOP_WINDOW)]
+    sup = make_supervisor(*services)
+    sup.start()
+    report = sup.stop(timeout=10)
+    assert report.clean
+    assert all(s.state is ServiceState.STOPPED for s in services)
+    assert not [t for t in threading.enumerate() if t.name.startswith("bgservices:i")]
 
 
 def test_add_judges_only_the_added_service_names(make_supervisor) -> None:

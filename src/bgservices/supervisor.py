@@ -53,6 +53,10 @@ Listener = Callable[[LifecycleEvent], Any]
 _S = TypeVar("_S", bound=Service)
 _EVENTS = logging.getLogger("bgservices.supervisor")
 _DETAILED = 10  # late services reported one by one, with their stack; the rest together
+# A stop keeps at most this many thread services of a wave woken and not yet ended: a
+# thousand woken at once queue for the GIL, and the kernel schedules each of them meanwhile.
+_STOP_WINDOW = 32
+_WINDOW_WAIT = 0.005  # a service that takes longer to end: the rest are asked at once
 _HINTS = random.Random()  # for _any_running: its own generator, never the application's
 
 _SHUTDOWN_TIMEOUT = 10.0
@@ -906,13 +910,36 @@ class Supervisor:
         those not asked because the deadline passed first."""
         waves = _stop_waves(services)
         for index, wave in enumerate(waves):
-            for service in wave:
-                service._request_stop()
+            self._ask_wave(wave)
             # the next wave waits only for what requires it: this wave's dependents
             if not self._wait_all([s for s in wave if s.requires], deadline, joined):
                 return [s for later in waves[index + 1 :] for s in later]
         self._wait_all([s for s in services if not s.daemon], deadline, joined)
         return []
+
+    @staticmethod
+    def _ask_wave(wave: list[Service]) -> None:
+        """Ask every service of *wave* to stop: async ones at once (their loop batches
+        them), thread services ``_STOP_WINDOW`` at a time. Before asking one more, wait for
+        the life cycle of the one asked that many before it to end; its thread is joined
+        later, once all are asked (CPython's join looks at every thread still running). An
+        idle service ends within a millisecond; one still running after ``_WINDOW_WAIT`` (a
+        teardown with work to do, or a loaded machine) means the rest are asked at once, so
+        that slow stops overlap as they would without the window."""
+        threaded = []
+        for service in wave:
+            if service.is_async:
+                service._request_stop()
+            else:
+                threaded.append(service)
+        for index, service in enumerate(threaded):
+            if index >= _STOP_WINDOW and not threaded[index - _STOP_WINDOW]._wait_exited(
+                _WINDOW_WAIT
+            ):
+                for rest in threaded[index:]:
+                    rest._request_stop()
+                return
+            service._request_stop()
 
     @staticmethod
     def _wait_all(
