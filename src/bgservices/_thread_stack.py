@@ -23,13 +23,17 @@ MAX_STACK_SIZE = 256 * 1024 * 1024
 _LOCK = threading.Lock()  # guards the process-wide threading.stack_size() while a thread starts
 
 
-@contextlib.contextmanager
-def stack_size(size: int | None) -> Iterator[None]:
+_UNCHANGED = contextlib.nullcontext()
+
+
+def stack_size(size: int | None) -> contextlib.AbstractContextManager[None]:
     """Threads started inside get *size* bytes of stack (0: the platform's default); None
-    changes nothing and takes no lock."""
-    if size is None:
-        yield
-        return
+    changes nothing and takes no lock (at the cost of a ``nullcontext``: every launch asks)."""
+    return _UNCHANGED if size is None else _sized(size)
+
+
+@contextlib.contextmanager
+def _sized(size: int) -> Iterator[None]:
     with _LOCK:
         previous = threading.stack_size(size)
         try:

@@ -669,6 +669,8 @@ class Supervisor:
 
     def _wait_setup(self, service: Service) -> None:
         """Until *service*'s first setup() ended, a stop began, or it was removed."""
+        if service._setup_ended:  # mostly: its thread ran setup() before we got the GIL back
+            return
         with self._changed:
             self._changed.wait_for(
                 lambda: (
@@ -689,7 +691,7 @@ class Supervisor:
             here = [s for s in services if s is not None and _unwatched(s)]
             self._dirty.difference_update(s.name for s in here)
         for service in here:
-            with _bugs_logged(service.name):
+            with _BugsLogged(service.name):
                 self._judge(service)
 
     # -- the watchdog ----------------------------------------------------------------------
@@ -794,7 +796,7 @@ class Supervisor:
             service = self._services.get(name)
             if service is None:  # removed
                 continue
-            with _bugs_logged(name):  # a check_health() bug must not end the watchdog
+            with _BugsLogged(name):  # a check_health() bug must not end the watchdog
                 when = deadline(service)
                 deadlines.put(name, when if when is not None and when > now else None)
                 passed = when is not None and when <= now and deadlines.judged.get(name) != when
@@ -1251,14 +1253,26 @@ def _unwatched(service: Service) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _bugs_logged(name: str) -> Iterator[None]:
+class _BugsLogged:
     """Judging *name*: a bug (or a ``check_health()`` that raises past its own guard) is
-    logged as ``supervisor.watchdog_failed``, never raised into the judging thread."""
-    try:
-        yield
-    except Exception as exc:
-        emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed", {"service": name}, exc)
+    logged as ``supervisor.watchdog_failed``, never raised into the judging thread. A class,
+    not a generator: start() enters one per service."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        if not isinstance(exc, Exception):
+            return False
+        emit(_EVENTS, logging.ERROR, "supervisor.watchdog_failed", {"service": self.name}, exc)
+        return True
 
 
 def _stop_waves(services: list[Service]) -> list[list[Service]]:
