@@ -247,3 +247,40 @@ def test_status_keeps_the_framework_fields_whatever_stats_returns(make_superviso
 def test_an_option_named_like_a_framework_attribute_is_refused(name: str) -> None:
     with pytest.raises(TypeError, match=f"the option '{name}' would shadow"):
         type("Shadow", (PeriodicService,), {"__annotations__": {name: "int"}, name: 1})
+
+
+def test_a_stop_that_meets_a_thread_not_started_yet_waits_for_its_last_lines() -> None:
+    # Supervisor.stop joins each thread once: a join that began before the thread was
+    # started must still end with the thread, not with the life cycle (its last lines, the
+    # owner's bookkeeping, run after that)
+    from ._process import until
+
+    release = threading.Event()
+
+    class Owner:  # a supervisor's part the service calls: its end is slow to report
+        _listeners: tuple[Any, ...] = ()
+
+        def _service_changed(self, service: Service) -> None:
+            pass
+
+        def _service_ended(self, service: Service) -> None:
+            release.wait(10)
+
+    class Quick(Service):
+        def run(self) -> None:
+            self.wait(10)
+
+    service = Quick(name="quick")
+    service._owner = Owner()  # type: ignore[assignment]
+    thread = service._arm_thread()
+    assert isinstance(thread, threading.Thread)
+    seen: list[tuple[bool, bool]] = []
+    joiner = threading.Thread(target=lambda: seen.append((service._join(10), thread.is_alive())))
+    joiner.start()
+    assert until(lambda: service._cond._waiters, timeout=5)  # the join waits, thread unstarted
+    assert service._begin_thread(thread) is None
+    service._request_stop()
+    assert until(lambda: service._exited, timeout=5)  # its life cycle ended; its thread has not
+    release.set()
+    joiner.join(10)
+    assert seen == [(True, False)]  # the join returned once the thread itself had ended

@@ -575,10 +575,15 @@ class Service(_Declared):
         thread = self._thread
         if self.is_async or thread is None or thread is threading.current_thread():
             return self._wait_exited(timeout)
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         try:
             thread.join(None if timeout is None else max(0.0, timeout))
-        except RuntimeError:  # armed, not started yet
-            return self._wait_exited(timeout)
+        except RuntimeError:  # armed, not started yet: its life cycle, then its last lines
+            if not self._wait_exited(timeout):
+                return False
+            if thread.ident is None:  # it never started: _begin_thread failed
+                return True
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not thread.is_alive()
 
     def _stack(self) -> str:
