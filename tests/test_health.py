@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from bgservices import ConfigError, PeriodicService, Service, ServiceState, Supervisor
+from bgservices import (
+    ConfigError,
+    LifecycleEvent,
+    PeriodicService,
+    Phase,
+    Service,
+    ServiceState,
+    Supervisor,
+)
 from bgservices import supervisor as supervisor_module
 from bgservices._clock import RealClock
 from bgservices.config import from_config
@@ -235,13 +243,18 @@ def test_the_watchdog_ends_while_nothing_is_due_and_a_change_brings_it_back(
             crash.wait(10)
             raise RuntimeError("boom")
 
+        def check_health(self) -> None:  # a check of its own: judged by the watchdog
+            return None
+
     sup = make_supervisor(CrashesLater(name="later"), Looper(name="quiet"))
+    judged_in = _judging_threads(sup)
     sup.start()
     # no stall or tick deadline: once it has judged the start, nothing is due
     assert until(lambda: not _watchdogs(), timeout=5), "the watchdog outlived its work"
     crash.set()
     event = recorder.wait_for("service.health", service="later", health="failing")
     assert "boom" in str(event["reasons"])
+    assert judged_in["later"] == "bgservices:watchdog"  # brought back for it
     assert not sup.healthy
 
 
@@ -254,10 +267,24 @@ def test_start_judges_what_nothing_is_due_for_itself_and_starts_no_watchdog(
         def setup(self) -> None:
             raise RuntimeError("no config")
 
-    sup = make_supervisor(NoConfig(name="broken"), Looper(name="quiet"), Idle(name="idle"))
+    crash = threading.Event()
+
+    class CrashesLater(Service):
+        restart = "never"
+
+        def run(self) -> None:
+            crash.wait(10)
+            raise RuntimeError("boom")
+
+    later = CrashesLater(name="later")
+    sup = make_supervisor(NoConfig(name="broken"), later, Looper(name="quiet"), Idle(name="idle"))
+    judged_in = _judging_threads(sup)
     sup.start()
-    # judged before start() returned, with no thread to start now or to stop later
-    assert recorder.matching("service.health", service="broken", health="failing")
+    # judged by start() or by the service's own thread: no watchdog to start now or stop later
+    recorder.wait_for("service.health", service="broken", health="failing")
+    crash.set()
+    recorder.wait_for("service.health", service="later", health="failing")
+    assert judged_in["later"] == "bgservices:later"  # the thread that made the change
     assert sup._watchdog is None and not _watchdogs()
     assert sup.health()["services"]["quiet"]["health"] == "ok"
 
@@ -327,6 +354,9 @@ def test_services_ending_one_after_another_share_one_watchdog(
         def run(self) -> None:
             self.cue.wait(10)
 
+        def check_health(self) -> None:  # a check of its own: its end is the watchdog's
+            return None
+
     services = [EndsOnCue(name=f"e{i}") for i in range(20)]
     sup = make_supervisor(*services, Idle(name="idle"), clock=clock)
     sup.start()
@@ -334,6 +364,18 @@ def test_services_ending_one_after_another_share_one_watchdog(
         service.cue.set()
         assert service.wait_for_state(ServiceState.STOPPED, timeout=5)
     assert len(made) == 1  # one watchdog saw them all: none was started per end
+
+
+def _judging_threads(sup: Supervisor) -> dict[str, str]:
+    """Service name -> the thread its last ``service.health`` event came from."""
+    threads: dict[str, str] = {}
+
+    def note(event: LifecycleEvent) -> None:
+        if event.event == "service.health":
+            threads[event.service] = threading.current_thread().name
+
+    sup.add_listener(note)
+    return threads
 
 
 def _watchdogs() -> list[threading.Thread]:
@@ -560,3 +602,31 @@ def test_start_refuses_a_requirement_that_was_never_added(make_supervisor) -> No
     sup.add(Idle(name="b"))
     sup.start()
     assert sup.wait_ready(5)
+
+
+def test_no_verdict_is_reported_once_a_stop_cut_the_start_short(make_supervisor, recorder) -> None:
+    in_setup, go_on = threading.Event(), threading.Event()
+
+    class NoConfig(Service):
+        restart = "never"
+
+        def setup(self) -> None:
+            raise RuntimeError("no config")
+
+    class SlowSetup(Idle):
+        def setup(self) -> None:
+            in_setup.set()
+            go_on.wait(10)
+
+    sup = make_supervisor(NoConfig(name="broken"), SlowSetup(name="slow"))
+    starter = threading.Thread(target=sup.start)
+    starter.start()
+    assert in_setup.wait(5)
+    stopper = threading.Thread(target=sup.stop)
+    stopper.start()
+    assert until(lambda: sup.phase is Phase.STOPPING, timeout=5)
+    go_on.set()
+    starter.join(10)
+    stopper.join(10)
+    assert not starter.is_alive() and not stopper.is_alive()
+    assert recorder.matching("service.health") == []  # health no longer mattered

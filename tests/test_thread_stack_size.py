@@ -73,15 +73,18 @@ def test_a_watchdog_started_during_another_launch_gets_the_applications_size(
         def run(self) -> None:
             end.wait(10)
 
+        def check_health(self) -> None:  # a check of its own: its end is the watchdog's
+            return None
+
     ending = EndsOnCue(name="ending")
     sup = make_supervisor(ending, _Idle(name="idle"), thread_stack_size=256 * 1024)
     sup.start()
-    assert sup._watchdog is None  # nothing to watch: start() judged both services itself
+    assert until(lambda: sup._watchdog is None, timeout=5)  # the first watchdog ended
     with stack_size(128 * 1024):  # as another supervisor's launch holds it, meanwhile
         end.set()  # an end: a change, and a new watchdog to tell
         assert until(lambda: sup._watchdog is not None, timeout=5)
-    assert until(lambda: len(sizes) == 1, timeout=5)
-    assert sizes == [0]  # the application's size, never a launch's
+    assert until(lambda: len(sizes) == 2, timeout=5)
+    assert sizes == [0, 0]  # the application's size, never a launch's
 
 
 _CHILD = """

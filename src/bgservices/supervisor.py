@@ -685,14 +685,21 @@ class Supervisor:
         """Judge here what changed while starting and needs no watchdog (``_unwatched``),
         still STARTING: changes meanwhile wait in ``_dirty`` for the watchdog, which then
         judges them after this. Idle services with nothing due then start no watchdog at
-        all, neither a thread to start nor one to stop."""
+        all, neither a thread to start nor one to stop. Nothing once a stop cut the start
+        short: health no longer matters."""
         with self._lock:
+            if not self._starting():
+                return
             services = [self._services.get(name) for name in self._dirty]
             here = [s for s in services if s is not None and _unwatched(s)]
             self._dirty.difference_update(s.name for s in here)
         for service in here:
-            with _BugsLogged(service.name):
-                self._judge(service)
+            self._judge_here(service)
+
+    def _judge_here(self, service: Service) -> None:
+        """Judge *service* in this thread (one ``_unwatched``: no code of its own runs)."""
+        with _BugsLogged(service.name):
+            self._judge(service)
 
     # -- the watchdog ----------------------------------------------------------------------
 
@@ -1072,27 +1079,39 @@ class Supervisor:
         if self._phase is Phase.STOPPING:
             return  # the watchdog has ended, and the stop waits on the services themselves
         with self._changed:
-            watchdog = self._note_change(service)
-        self._start_watchdog(watchdog)
+            noted = self._note_change(service)
+        self._after_change(service, noted)
 
-    def _note_change(self, service: Service) -> threading.Thread | None:
-        """Mark *service* for the watchdog and wake it (the caller holds ``_lock``); a new
-        watchdog for the caller to start if there is none, or the last one ended for want of
-        work (while starting, start() judges the changes at its end)."""
-        self._dirty.add(service.name)
+    def _note_change(self, service: Service) -> tuple[threading.Thread | None, bool]:
+        """Wake whoever waits for a change, and mark *service* for the watchdog (the caller
+        holds ``_lock``). Returns a new watchdog for the caller to start if there is none,
+        or the last one ended for want of work; and whether the caller is to judge *service*
+        itself instead, as a running supervisor's service no watchdog is needed for
+        (``_unwatched``) is: the thread that made the change judges it, and no watchdog
+        starts for it. While starting, start() judges the changes at its end."""
         self._changed.notify_all()
+        if self._phase is Phase.RUNNING and _unwatched(service):
+            return None, True
+        self._dirty.add(service.name)
         if self._watchdog is None and self._phase is Phase.RUNNING:
-            return self._new_watchdog()
+            return self._new_watchdog(), False
         self._watch_wake.notify()
-        return None
+        return None, False
+
+    def _after_change(self, service: Service, noted: tuple[threading.Thread | None, bool]) -> None:
+        """Outside ``_lock``: what ``_note_change`` left to the caller."""
+        watchdog, judge_here = noted
+        if judge_here:
+            self._judge_here(service)
+        self._start_watchdog(watchdog)
 
     def _service_ended(self, service: Service) -> None:
         if self._phase is Phase.STOPPING:
             return  # the stop waits on the service itself; other waiters wait for the phase
         with self._changed:
-            watchdog = self._note_change(service)
+            noted = self._note_change(service)
             phase = self._phase
-        self._start_watchdog(watchdog)
+        self._after_change(service, noted)
         if phase is Phase.STOPPED:
             if not any(not s.daemon and not s._exited for s in self):
                 _exit.untrack(self)  # the last critical service still running has finished
