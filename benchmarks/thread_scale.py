@@ -2,12 +2,16 @@
 
 The floor is ``Thread(target=event.wait).start()`` per thread, then ``event.set()`` and
 ``join()`` for each, one after the other: the plainest stop, with one thread awake at a time.
-bgservices' stop is concurrent (``Supervisor.stop``: every service whose dependents have
-stopped is asked at once, then each is joined), like the other bare stop shown beside it,
-every event set first and then every thread joined. That one is a little faster at 10 and
-100 threads but slower from 1,000 up, where all the woken threads contend for the GIL, so the
-one-by-one stop is the floor the ratio is taken against: what CPython itself costs per thread
-here. bgservices starts N idle ``PeriodicService``s (interval 60 s) with
+bgservices' stop is concurrent (``Supervisor.stop``: the services of a wave are asked 32 at a
+time, each after the one asked 32 before it has ended, then each is joined), unlike the other
+bare stop shown beside it, every event set first and then every thread joined. That one is a
+little faster at 10 and 100 threads but slower from 1,000 up, where all the woken threads
+contend for the GIL, so the one-by-one stop is the floor the ratio is taken against: what
+CPython itself costs per thread here. Beside the start, bare threads that run 40 us of
+Python before they wait, as a service's thread does (its setup, its move to RUNNING, its
+schedule): whatever a new thread runs before it waits, its starter waits for the GIL until
+then, one more context switch per thread. bgservices starts N idle ``PeriodicService``s
+(interval 60 s) with
 ``Supervisor.start()``, which returns once each one's setup() has ended, and stops them with
 ``stop()``; each stop, ours and the bare ones, begins once every thread waits (idle, not
 still on its way in). Voluntary context switches per thread started are shown too: unlike
@@ -19,6 +23,7 @@ per thread, objects included, with and without ``thread_stack_size``.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import resource
@@ -31,20 +36,34 @@ import time
 from ._common import Result, print_table, quiet_logs, wait_idle
 
 SMALL_STACK = 256 * 1024
+#: Python a service's thread runs from its start to its first wait (setup, the move to
+#: RUNNING, its schedule): 40 to 55 us here, measured with ``time.thread_time``.
+STARTUP_PYTHON = 40e-6
 
 
 def _switches() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_nvcsw
 
 
-def _bare_threads(count: int) -> tuple[list[threading.Event], list[threading.Thread]]:
+def _bare_threads(
+    count: int, work: float = 0.0
+) -> tuple[list[threading.Event], list[threading.Thread]]:
+    """*count* started threads, each waiting on its event after *work* seconds of Python."""
     events = [threading.Event() for _ in range(count)]
     threads = []
     for event in events:
-        thread = threading.Thread(target=event.wait)
+        target = event.wait if not work else functools.partial(_work_then_wait, work, event)
+        thread = threading.Thread(target=target)
         thread.start()
         threads.append(thread)
     return events, threads
+
+
+def _work_then_wait(seconds: float, event: threading.Event) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
+    event.wait()
 
 
 def _child(kind: str, count: int) -> dict[str, float]:
@@ -63,7 +82,17 @@ def _child(kind: str, count: int) -> dict[str, float]:
     gc.collect()
     before = process.memory_info()
     extra: dict[str, float] = {}
-    if kind == "bare":
+    if kind == "bare_python":
+        switches, began = _switches(), time.perf_counter()
+        events, threads = _bare_threads(count, STARTUP_PYTHON)
+        started, switches = time.perf_counter() - began, _switches() - switches
+        after = process.memory_info()
+        wait_idle([event._cond for event in events])  # type: ignore[attr-defined]
+        stopped = 0.0
+        for event, thread in zip(events, threads, strict=True):
+            event.set()
+            thread.join()
+    elif kind == "bare":
         switches, began = _switches(), time.perf_counter()
         events, threads = _bare_threads(count)
         started, switches = time.perf_counter() - began, _switches() - switches
@@ -130,14 +159,19 @@ def run(quick: bool = False) -> list[Result]:
     results: list[Result] = []
     memory: dict[str, dict[str, float]] = {}
     for count, runs in sizes.items():
-        figures: dict[str, list[dict[str, float]]] = {"ours": [], "bare": []}
+        figures: dict[str, list[dict[str, float]]] = {"ours": [], "bare": [], "bare_python": []}
         for _ in range(runs):  # alternate, so that load on the machine hits both alike
             for kind in figures:
                 figures[kind].append(_measure(kind, count))
-        ours, bare = (
+        ours, bare, busy = (
             {k: statistics.median(r[k] for r in runs) for k in runs[0]} for runs in figures.values()
         )
-        peers = {"start": {}, "stop": {"bare, all set then all joined": bare["stop_all_ms"]}}
+        peers = {
+            "start": {
+                f"bare, {STARTUP_PYTHON * 1e6:.0f} us of Python before the wait": busy["start_ms"]
+            },
+            "stop": {"bare, all set then all joined": bare["stop_all_ms"]},
+        }
         if count == 1000:
             memory = {"ours": ours, "bare": bare}
         for key, what in (("start_ms", "start"), ("stop_ms", "stop")):
@@ -156,7 +190,10 @@ def run(quick: bool = False) -> list[Result]:
                 name=f"voluntary context switches per thread started ({count:,})",
                 unit="switches",
                 ours=ours["switches"],
-                peers={"bare threads": bare["switches"]},
+                peers={
+                    "bare threads": bare["switches"],
+                    f"bare, {STARTUP_PYTHON * 1e6:.0f} us of Python first": busy["switches"],
+                },
                 ratio=bare["switches"] / ours["switches"] if ours["switches"] else None,
                 target="reported (close to the bare threads)",
             )
