@@ -819,7 +819,8 @@ class Supervisor:
         """Stop every service within *timeout* (``shutdown_timeout``) plus ``daemon_grace``.
 
         Services are stopped concurrently, each after the services that require it (a chain
-        stops in order, independent services together); daemon-safe services get
+        stops in order, independent services together: thread services 32 at a time while
+        they end quickly, see ``_ask_wave``); daemon-safe services get
         ``daemon_grace``; services marked ``stop_last`` (the log collector) follow them.
         Whatever still runs at its deadline is logged with its stack and named in the report,
         never waited on further. Safe to call twice, from several threads at once, from a
