@@ -48,8 +48,10 @@ def test_critical_teardown_runs_and_exit_code_is_kept(
     began = time.monotonic()
     if sig is not None:
         app.proc.send_signal(sig)
-    code, out, err = app.finish(timeout=SHUTDOWN_TIMEOUT + 2)
-    assert time.monotonic() - began < SHUTDOWN_TIMEOUT + 2
+    # ~0.1 s here, 0.2 s beside six CPU hogs; over 4 s once with three suites on two cores:
+    # the room is for a loaded machine, a hang would never end and a straggler is named below
+    code, out, err = app.finish(timeout=SHUTDOWN_TIMEOUT + 8)
+    assert time.monotonic() - began < SHUTDOWN_TIMEOUT + 8
     assert code == expected_code, err
     assert (tmp_path / "teardown").read_text() == "flushed"
     assert "service.stopped" in out
