@@ -630,3 +630,28 @@ def test_no_verdict_is_reported_once_a_stop_cut_the_start_short(make_supervisor,
     stopper.join(10)
     assert not starter.is_alive() and not stopper.is_alive()
     assert recorder.matching("service.health") == []  # health no longer mattered
+
+
+def test_a_judgment_overtaken_by_a_newer_one_records_and_reports_nothing(
+    make_supervisor, recorder
+) -> None:
+    entered, go_on = threading.Event(), threading.Event()
+
+    class SlowCheck(Idle):
+        def check_health(self) -> HealthCheck:
+            if threading.current_thread().name == "slow-judge":
+                entered.set()
+                go_on.wait(10)  # what it saw is stale by the time it returns
+                return HealthCheck.failing("stale")
+            return HealthCheck.ok()
+
+    sup = make_supervisor(SlowCheck(name="slow"))
+    sup.start()
+    slow = threading.Thread(target=sup.health, name="slow-judge")
+    slow.start()
+    assert entered.wait(5)
+    assert sup.health()["services"]["slow"]["health"] == "ok"  # a judgment begun later
+    go_on.set()
+    slow.join(10)
+    assert sup._verdicts["slow"] is Verdict.OK
+    assert recorder.matching("service.health", service="slow") == []  # no flip to "stale"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import itertools
 import logging
 import os
 import random
@@ -242,12 +243,15 @@ class Supervisor:
         self._signals: SignalHandlers | None = None
         self._loops: Loops | None = None  # where async services run (see the asyncio section)
         # Health: services changed since the watchdog last looked (under _lock), and the last
-        # verdict and overrun reported for each (under _health_lock: health() judges too).
+        # verdict and overrun reported for each (under _health_lock: health() judges too),
+        # with the ticket of the judgment that recorded each verdict (see _judge).
         self._dirty: set[str] = set()
         self._watch_generation = 0
         self._watchdog: threading.Thread | None = None
         self._health_lock = threading.Lock()
         self._verdicts: dict[str, Verdict] = {}
+        self._recorded_by: dict[str, int] = {}
+        self._tickets = itertools.count()
         self._overruns_reported: dict[str, float] = {}
         self._running_hint: Service | None = None  # see _any_running
 
@@ -389,10 +393,19 @@ class Supervisor:
         return [self._judge(s) for s in self]
 
     def _judge(self, service: Service) -> ServiceHealth:
-        """Judge *service*; report a changed verdict, a new stall or a new tick overrun."""
+        """Judge *service*; report a changed verdict, a new stall or a new tick overrun.
+
+        Several threads judge (the watchdog, ``health()`` callers, a thread that made a
+        change): a judgment overtaken by one begun after it (a slow ``check_health()``)
+        records and reports nothing, so a stale verdict never replaces a newer one.
+        """
+        ticket = next(self._tickets)
         report = evaluate(service)
         name = service.name
         with self._health_lock:
+            if self._recorded_by.get(name, -1) > ticket:
+                return report
+            self._recorded_by[name] = ticket
             previous = self._verdicts.get(name, Verdict.OK)
             self._verdicts[name] = report.verdict
             new_stall = report.stalled and not service._stall_reported
