@@ -62,6 +62,20 @@ class Looper(Service):
             self.wait(0.01)
 
 
+class CrashesOnCue(Service):
+    """Raises from ``run()`` once ``crash`` is set, and is not restarted."""
+
+    restart = "never"
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.crash = threading.Event()
+
+    def run(self) -> None:
+        self.crash.wait(10)
+        raise RuntimeError("boom")
+
+
 class Idle(Service):
     journal: list[str] | None = None
 
@@ -234,24 +248,18 @@ def test_the_watchdog_ends_while_nothing_is_due_and_a_change_brings_it_back(
     make_supervisor, recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(supervisor_module, "_WATCHDOG_LINGER", 0.05)  # not a whole second
-    crash = threading.Event()
 
-    class CrashesLater(Service):
-        restart = "never"
-
-        def run(self) -> None:
-            crash.wait(10)
-            raise RuntimeError("boom")
-
+    class Checked(CrashesOnCue):
         def check_health(self) -> None:  # a check of its own: judged by the watchdog
             return None
 
-    sup = make_supervisor(CrashesLater(name="later"), Looper(name="quiet"))
+    later = Checked(name="later")
+    sup = make_supervisor(later, Looper(name="quiet"))
     judged_in = _judging_threads(sup)
     sup.start()
     # no stall or tick deadline: once it has judged the start, nothing is due
     assert until(lambda: not _watchdogs(), timeout=5), "the watchdog outlived its work"
-    crash.set()
+    later.crash.set()
     event = recorder.wait_for("service.health", service="later", health="failing")
     assert "boom" in str(event["reasons"])
     assert judged_in["later"] == "bgservices:watchdog"  # brought back for it
@@ -267,22 +275,13 @@ def test_start_judges_what_nothing_is_due_for_itself_and_starts_no_watchdog(
         def setup(self) -> None:
             raise RuntimeError("no config")
 
-    crash = threading.Event()
-
-    class CrashesLater(Service):
-        restart = "never"
-
-        def run(self) -> None:
-            crash.wait(10)
-            raise RuntimeError("boom")
-
-    later = CrashesLater(name="later")
+    later = CrashesOnCue(name="later")
     sup = make_supervisor(NoConfig(name="broken"), later, Looper(name="quiet"), Idle(name="idle"))
     judged_in = _judging_threads(sup)
     sup.start()
     # judged by start() or by the service's own thread: no watchdog to start now or stop later
     recorder.wait_for("service.health", service="broken", health="failing")
-    crash.set()
+    later.crash.set()
     recorder.wait_for("service.health", service="later", health="failing")
     assert judged_in["later"] == "bgservices:later"  # the thread that made the change
     assert sup._watchdog is None and not _watchdogs()
