@@ -298,10 +298,17 @@ def test_a_service_with_a_check_or_a_deadline_of_its_own_is_judged_by_the_watchd
             judged_in.append(threading.current_thread().name)
             return HealthCheck.degraded("queue backing up")
 
-    sup = make_supervisor(Picky(name="picky"), Idle(name="idle"))
+    def patched_check() -> HealthCheck:
+        judged_in.append(threading.current_thread().name)
+        return HealthCheck.degraded("set on the instance")
+
+    patched = Idle(name="patched")
+    patched.check_health = patched_check  # type: ignore[method-assign]
+    sup = make_supervisor(Picky(name="picky"), patched, Idle(name="idle"))
     sup.start()
     recorder.wait_for("service.health", service="picky", health="degraded")
-    assert judged_in[0] == "bgservices:watchdog"  # user code: never in the caller of start()
+    recorder.wait_for("service.health", service="patched", health="degraded")
+    assert set(judged_in) == {"bgservices:watchdog"}  # user code: never in the caller of start()
     sup.stop()
     sup = make_supervisor(Idle(name="beats", stall_after=60))  # a deadline: a watchdog waits
     sup.start()

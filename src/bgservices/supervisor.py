@@ -1276,11 +1276,13 @@ class Supervisor:
 
 
 def _unwatched(service: Service) -> bool:
-    """Judging *service* runs no code of its own (``check_health``, ``ready``) and no time
-    alone could change its verdict (no deadline): any thread may judge it, at once."""
+    """Judging *service* runs no code of its own (``check_health``, ``ready``; a
+    ``check_health`` set on the instance counts too) and no time alone could change its
+    verdict (no deadline): any thread may judge it, at once."""
     cls = type(service)
     return (
         cls.check_health is Service.check_health
+        and "check_health" not in vars(service)
         and cls.ready is Service.ready
         and deadline(service) is None
     )
