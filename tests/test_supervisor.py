@@ -440,6 +440,38 @@ def test_slow_stops_overlap_beyond_the_stop_window(make_supervisor, recorder) ->
     assert report.elapsed < 5
 
 
+def test_a_late_service_widens_the_stop_window_rather_than_waking_all(
+    make_supervisor, monkeypatch
+) -> None:
+    # the first one asked holds its teardown until the last one asked reaches its own. Each
+    # time the window fills with it still running, the stop waits for it once more and
+    # doubles the window: the services past twice the window are asked after two such
+    # waits, where the rest used to be asked at once after the first
+    wait = 0.05
+    monkeypatch.setattr(supervisor_module, "_WINDOW_WAIT", wait)
+    window = supervisor_module._STOP_WINDOW
+    count = 2 * window + 8
+    last_reached = threading.Event()
+    began: dict[str, float] = {}
+
+    class Held(Idle):
+        def teardown(self) -> None:
+            began[self.name] = time.monotonic()
+            if self.name == "h0":  # asked last (newest first)
+                last_reached.set()
+            elif self.name == f"h{count - 1}":  # asked first
+                last_reached.wait(10)
+
+    services = [Held(name=f"h{i}", journal=[]) for i in range(count)]
+    sup = make_supervisor(*services, shutdown_timeout=10)
+    sup.start()
+    asked = time.monotonic()
+    report = sup.stop()
+    assert report.clean and last_reached.is_set()
+    past_two_windows = [began[f"h{i}"] for i in range(count - 2 * window)]
+    assert min(past_two_windows) - asked >= 2 * wait
+
+
 def test_idle_services_beyond_the_stop_window_all_stop(make_supervisor) -> None:
     services = [Idle(name=f"i{i}", journal=[]) for i in range(3 * supervisor_module._STOP_WINDOW)]
     sup = make_supervisor(*services)

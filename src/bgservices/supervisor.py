@@ -57,7 +57,7 @@ _DETAILED = 10  # late services reported one by one, with their stack; the rest 
 # A stop keeps at most this many thread services of a wave woken and not yet ended: a
 # thousand woken at once queue for the GIL, and the kernel schedules each of them meanwhile.
 _STOP_WINDOW = 32
-_WINDOW_WAIT = 0.005  # a service that takes longer to end: the rest are asked at once
+_WINDOW_WAIT = 0.005  # the oldest still running after this doubles the window
 _HINTS = random.Random()  # for _any_running: its own generator, never the application's
 
 _SHUTDOWN_TIMEOUT = 10.0
@@ -943,25 +943,26 @@ class Supervisor:
     @staticmethod
     def _ask_wave(wave: list[Service]) -> None:
         """Ask every service of *wave* to stop: async ones at once (their loop batches
-        them), thread services ``_STOP_WINDOW`` at a time. Before asking one more, wait for
-        the life cycle of the one asked that many before it to end; its thread is joined
-        later, once all are asked (CPython's join looks at every thread still running). An
-        idle service ends within a millisecond; one still running after ``_WINDOW_WAIT`` (a
-        teardown with work to do, or a loaded machine) means the rest are asked at once, so
-        that slow stops overlap as they would without the window."""
+        them), thread services a window at a time. Once a window's worth are asked, wait for
+        the life cycle of the oldest still running to end before asking one more; threads are
+        joined later, once all are asked (CPython's join looks at every thread still
+        running). An idle service ends within a millisecond; one still running after
+        ``_WINDOW_WAIT`` (a teardown with work to do, or a loaded machine) doubles the
+        window: slow stops soon overlap as they would without it, and one hiccup of the
+        machine does not wake thousands of threads at once."""
         threaded = []
         for service in wave:
             if service.is_async:
                 service._request_stop()
             else:
                 threaded.append(service)
+        window, oldest = _STOP_WINDOW, 0
         for index, service in enumerate(threaded):
-            if index >= _STOP_WINDOW and not threaded[index - _STOP_WINDOW]._wait_exited(
-                _WINDOW_WAIT
-            ):
-                for rest in threaded[index:]:
-                    rest._request_stop()
-                return
+            while index - oldest >= window:
+                if threaded[oldest]._wait_exited(_WINDOW_WAIT):
+                    oldest += 1
+                else:
+                    window *= 2
             service._request_stop()
 
     @staticmethod
