@@ -472,6 +472,32 @@ def test_a_late_service_widens_the_stop_window_rather_than_waking_all(
     assert min(past_two_windows) - asked >= 2 * wait
 
 
+def test_the_stop_window_never_holds_a_stop_past_its_deadline(make_supervisor, monkeypatch) -> None:
+    # every teardown is held: with a window wait far longer than the stop's timeout, the
+    # stop still asks the rest and returns at its deadline, naming the stragglers
+    monkeypatch.setattr(supervisor_module, "_WINDOW_WAIT", 30.0)
+    release = threading.Event()
+
+    class Held(Idle):
+        def teardown(self) -> None:
+            release.wait(20)
+
+    services = [Held(name=f"h{i}", journal=[]) for i in range(supervisor_module._STOP_WINDOW + 4)]
+    sup = make_supervisor(*services)
+    sup.start()
+    try:
+        report = sup.stop(timeout=0.5)
+    finally:
+        release.set()
+    assert report.elapsed < 10  # not the 30 s the window would have waited
+    assert all(s.stopping for s in services)  # every one was asked
+    assert set(report.stragglers) == {s.name for s in services}
+    for service in services:  # released: each ends its teardown and its thread
+        assert service.thread is not None
+        service.thread.join(10)
+        assert not service.thread.is_alive()
+
+
 def test_idle_services_beyond_the_stop_window_all_stop(make_supervisor) -> None:
     services = [Idle(name=f"i{i}", journal=[]) for i in range(3 * supervisor_module._STOP_WINDOW)]
     sup = make_supervisor(*services)

@@ -933,7 +933,7 @@ class Supervisor:
         those not asked because the deadline passed first."""
         waves = _stop_waves(services)
         for index, wave in enumerate(waves):
-            self._ask_wave(wave)
+            self._ask_wave(wave, deadline)
             # the next wave waits only for what requires it: this wave's dependents
             if not self._wait_all([s for s in wave if s.requires], deadline, joined):
                 return [s for later in waves[index + 1 :] for s in later]
@@ -941,7 +941,7 @@ class Supervisor:
         return []
 
     @staticmethod
-    def _ask_wave(wave: list[Service]) -> None:
+    def _ask_wave(wave: list[Service], deadline: float) -> None:
         """Ask every service of *wave* to stop: async ones at once (their loop batches
         them), thread services a window at a time. Once a window's worth are asked, wait for
         the life cycle of the oldest still running to end before asking one more; threads are
@@ -949,7 +949,8 @@ class Supervisor:
         running). An idle service ends within a millisecond; one still running after
         ``_WINDOW_WAIT`` (a teardown with work to do, or a loaded machine) doubles the
         window: slow stops soon overlap as they would without it, and one hiccup of the
-        machine does not wake thousands of threads at once."""
+        machine does not wake thousands of threads at once. Past *deadline*, the rest are
+        asked at once: the window never holds a stop past its deadline."""
         threaded = []
         for service in wave:
             if service.is_async:
@@ -959,7 +960,10 @@ class Supervisor:
         window, oldest = _STOP_WINDOW, 0
         for index, service in enumerate(threaded):
             while index - oldest >= window:
-                if threaded[oldest]._wait_exited(_WINDOW_WAIT):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    window = len(threaded)
+                elif threaded[oldest]._wait_exited(min(_WINDOW_WAIT, left)):
                     oldest += 1
                 else:
                     window *= 2
