@@ -345,6 +345,34 @@ def test_a_stopped_supervisor_can_start_again(make_supervisor) -> None:
     assert threading.active_count() < 20
 
 
+def test_a_start_after_a_stop_waits_for_its_straggler_and_never_skips_it(
+    make_supervisor,
+) -> None:
+    # a service whose teardown outlived the stop is started again only once that run has
+    # ended; while it still runs, start() names it rather than skipping it in silence
+    release = threading.Event()
+
+    class Slow(Idle):
+        def teardown(self) -> None:
+            super().teardown()
+            release.wait(10)
+
+    journal: list[str] = []
+    slow, quick = Slow(name="slow"), Idle(name="quick")
+    slow.journal = quick.journal = journal
+    sup = make_supervisor(slow, quick, shutdown_timeout=0.2)
+    sup.start()
+    assert sup.stop().stragglers == ("slow",)
+    with pytest.raises(RuntimeError, match="'slow' still running from the last stop"):
+        sup.start()
+    assert sup.phase is Phase.STOPPED and journal.count("setup quick") == 1  # nothing began
+    release.set()
+    sup.start()  # waits for the straggler's run to end, then starts both again
+    assert slow.state is ServiceState.RUNNING
+    assert journal.count("setup slow") == journal.count("setup quick") == 2
+    assert sup.stop().clean
+
+
 def test_stop_at_exit_false_is_never_hooked(make_supervisor) -> None:
     sup = make_supervisor(Idle(), stop_at_exit=False)
     sup.start()

@@ -468,8 +468,9 @@ class Supervisor:
             )
 
     def wait_stopped(self, timeout: float | None = None) -> bool:
-        """Block until no stop is under way and nothing runs (stopped, or never started);
-        False on timeout. Useful after ``request_stop()`` or a stop begun by a service."""
+        """Block until no stop is under way (stopped, or never started); False on timeout.
+        Useful after ``request_stop()`` or a stop begun by a service. A stop's stragglers
+        may still be running (its ``StopReport`` names them)."""
         with self._changed:
             return self._changed.wait_for(
                 lambda: self._phase in (Phase.IDLE, Phase.STOPPED), timeout
@@ -517,13 +518,17 @@ class Supervisor:
 
         A no-op while starting or running; ``RuntimeError`` while stopping, or once the
         interpreter is shutting down (from an ``atexit`` handler, or a daemon thread after
-        the main thread returned), where its threads could not be stopped gracefully.
+        the main thread returned), where its threads could not be stopped gracefully. After
+        a stop, a service whose run outlived it (a straggler, a daemon-safe service left
+        running) is waited for, up to ``shutdown_timeout``: it is started again only once
+        that run has ended, and a ``RuntimeError`` names it if it has not.
         """
         if _exit.interpreter_exiting():
             raise RuntimeError(
                 "cannot start a supervisor while the interpreter is shutting down "
                 "(from an atexit handler, or after the main thread has finished)"
             )
+        self._await_last_runs()
         with self._lock:
             if self._phase in (Phase.STARTING, Phase.RUNNING):
                 return self
@@ -557,6 +562,16 @@ class Supervisor:
     def _starting(self) -> bool:
         return self._phase is Phase.STARTING  # read anew: other threads change it
 
+    def _await_last_runs(self) -> None:
+        """Before a start: until every service's run from the last stop has ended, within
+        ``shutdown_timeout`` (no wait when none outlived it, or while starting, running or
+        stopping, where start() returns or refuses at once)."""
+        if self._phase not in (Phase.IDLE, Phase.STOPPED):
+            return
+        deadline = time.monotonic() + self.shutdown_timeout
+        for service in list(self._services.values()):
+            service._wait_exited(deadline - time.monotonic())
+
     def _begin_start(self) -> tuple[list[Service], list[str]]:
         """IDLE or STOPPED -> STARTING (the caller holds _lock): the services, in start order.
 
@@ -564,6 +579,13 @@ class Supervisor:
         """
         if self._phase is Phase.STOPPING:
             raise RuntimeError("cannot start: the supervisor is stopping")
+        running = [repr(s.name) for s in self._services.values() if not s._exited]
+        if running:
+            raise RuntimeError(
+                f"cannot start: {', '.join(running)} still running from the last stop after "
+                f"{self.shutdown_timeout:g}s (a straggler, or a daemon-safe service left "
+                "running); start again once it has ended, or remove() it"
+            )
         requires = {s.name: s.requires for s in self._services.values()}
         problems = _deps.problems(requires)
         if problems:
