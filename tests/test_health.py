@@ -315,6 +315,54 @@ def test_a_service_with_a_check_or_a_deadline_of_its_own_is_judged_by_the_watchd
     assert _watchdogs()
 
 
+def test_a_check_health_set_during_start_never_runs_in_the_thread_that_started(
+    make_supervisor,
+) -> None:
+    # start() judges its idle services itself; a listener of one of those judgments (run by
+    # start()'s thread) gives the others a check of their own: whichever are judged after
+    # it run none of it there, and are handed to the watchdog instead
+    judged_in: list[str] = []
+
+    def check() -> HealthCheck:
+        judged_in.append(threading.current_thread().name)
+        return HealthCheck.degraded("set during start")
+
+    class NoConfig(Service):
+        restart = "never"
+
+        def setup(self) -> None:
+            raise RuntimeError("no config")
+
+    others = [Idle(name=f"other{i}") for i in range(10)]
+
+    def arm(event: Any) -> None:
+        if event.event == "service.health" and event.service == "broken":
+            for other in others:
+                other.check_health = check  # type: ignore[method-assign]
+
+    sup = make_supervisor(NoConfig(name="broken"), *others)
+    sup.add_listener(arm)
+    sup.start()
+    assert all(other.check_health is check for other in others)
+    assert "MainThread" not in judged_in
+
+
+def test_a_check_health_set_on_a_periodic_instance_is_judged_after_its_ticks(
+    make_supervisor, recorder
+) -> None:
+    class Ticks(PeriodicService):
+        interval = 0.02
+
+        def tick(self) -> None:
+            pass
+
+    ticks = Ticks(name="ticks")
+    sup = make_supervisor(ticks)
+    sup.start()
+    ticks.check_health = lambda: HealthCheck.failing("set on the instance")  # type: ignore[method-assign]
+    recorder.wait_for("service.health", service="ticks", health="failing")
+
+
 def test_a_watchdog_round_looks_only_at_what_changed(
     make_supervisor, recorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -100,8 +100,9 @@ class ServiceHealth:
         }
 
 
-def evaluate(service: Service) -> ServiceHealth:
-    """Judge *service* now, from its state, progress, errors and its own ``check_health()``."""
+def evaluate(service: Service, *, own: bool = True) -> ServiceHealth:
+    """Judge *service* now, from its state, progress, errors and its own ``check_health()``
+    (not with *own* false: a judge that must run no code of the service's)."""
     now = service._clock.monotonic()
     state = service.state
     running = state is ServiceState.RUNNING
@@ -117,7 +118,7 @@ def evaluate(service: Service) -> ServiceHealth:
         for verdict, reason, since in service._progress_health(now):
             found.append((verdict, reason))
             overrun_since = since if since is not None else overrun_since
-    if running or state is ServiceState.STANDBY:  # a follower has a view of its own too
+    if own and (running or state is ServiceState.STANDBY):  # a follower has a view too
         found += _own_findings(service)
     return ServiceHealth(
         name=service.name,

@@ -264,7 +264,7 @@ class PeriodicService(Service):
             )
             or self._overran()
             or self._stall_reported
-            or (_own_view(type(self)) and now - self._told_at >= _TELL_EVERY)
+            or (self._has_own_view() and now - self._told_at >= _TELL_EVERY)
         ):
             self._told_at = now
             self._changed()
@@ -310,16 +310,3 @@ class PeriodicService(Service):
         """The tick that just ended ran past ``tick_timeout`` (its verdict is to be lifted)."""
         limit = self.tick_timeout
         return limit is not None and (self.last_tick_duration or 0.0) > limit
-
-
-_own_views: dict[type, bool] = {}
-
-
-def _own_view(cls: type[Service]) -> bool:
-    """Whether *cls* has its own ``check_health`` or ``ready`` (judged after its ticks)."""
-    found = _own_views.get(cls)
-    if found is None:
-        found = _own_views[cls] = (
-            cls.check_health is not Service.check_health or cls.ready is not Service.ready
-        )
-    return found

@@ -292,6 +292,11 @@ class Service(_Declared):
         """
         return self._state is _S.RUNNING and self._setup_ended
 
+    def _has_own_view(self) -> bool:
+        """Whether judging this service runs code of its own: a ``check_health`` or
+        ``ready`` of its class, or a ``check_health`` set on the instance."""
+        return _class_has_own_view(type(self)) or "check_health" in self.__dict__
+
     def health_report(self) -> ServiceHealth:
         """This service's health now: verdict, reasons, readiness (see ``bgservices.health``)."""
         return evaluate(self)
@@ -873,6 +878,18 @@ class Service(_Declared):
             if exc is not None:
                 fields = {**fields, "error": full_repr(exc)}
             owner._dispatch(LifecycleEvent(event, self.name, self._state, time.time(), fields))
+
+
+_own_views: dict[type, bool] = {}
+
+
+def _class_has_own_view(cls: type[Service]) -> bool:
+    found = _own_views.get(cls)
+    if found is None:
+        found = _own_views[cls] = (
+            cls.check_health is not Service.check_health or cls.ready is not Service.ready
+        )
+    return found
 
 
 _event_loggers: dict[type, logging.Logger] = {}

@@ -392,7 +392,7 @@ class Supervisor:
     def _health_reports(self) -> list[ServiceHealth]:
         return [self._judge(s) for s in self]
 
-    def _judge(self, service: Service) -> ServiceHealth:
+    def _judge(self, service: Service, *, own: bool = True) -> ServiceHealth:
         """Judge *service*; report a changed verdict, a new stall or a new tick overrun.
 
         Several threads judge (the watchdog, ``health()`` callers, a thread that made a
@@ -400,7 +400,7 @@ class Supervisor:
         records and reports nothing, so a stale verdict never replaces a newer one.
         """
         ticket = next(self._tickets)
-        report = evaluate(service)
+        report = evaluate(service, own=own)
         name = service.name
         with self._health_lock:
             if self._recorded_by.get(name, -1) > ticket:
@@ -732,9 +732,12 @@ class Supervisor:
             self._judge_here(service)
 
     def _judge_here(self, service: Service) -> None:
-        """Judge *service* in this thread (one ``_unwatched``: no code of its own runs)."""
+        """Judge *service* in this thread (one ``_unwatched``), running none of its code: a
+        ``check_health`` set on it meanwhile is left to the watchdog, told of it after."""
         with _BugsLogged(service.name):
-            self._judge(service)
+            self._judge(service, own=False)
+        if service._has_own_view():
+            self._service_changed(service)
 
     # -- the watchdog ----------------------------------------------------------------------
 
@@ -1306,13 +1309,7 @@ def _unwatched(service: Service) -> bool:
     """Judging *service* runs no code of its own (``check_health``, ``ready``; a
     ``check_health`` set on the instance counts too) and no time alone could change its
     verdict (no deadline): any thread may judge it, at once."""
-    cls = type(service)
-    return (
-        cls.check_health is Service.check_health
-        and "check_health" not in vars(service)
-        and cls.ready is Service.ready
-        and deadline(service) is None
-    )
+    return not service._has_own_view() and deadline(service) is None
 
 
 class _BugsLogged:
