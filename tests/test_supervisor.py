@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from typing import Any
@@ -524,6 +526,36 @@ def test_the_stop_window_never_holds_a_stop_past_its_deadline(make_supervisor, m
         assert service.thread is not None
         service.thread.join(10)
         assert not service.thread.is_alive()
+
+
+def test_a_stop_cut_short_by_ctrl_c_still_asks_every_service(make_supervisor) -> None:
+    # the first service asked sends SIGINT to this process as its teardown begins: with
+    # Python's own handler (no handler of ours), KeyboardInterrupt cuts stop() short while
+    # the window waits for that service. Every service is asked even so, and every critical
+    # teardown runs, so that the exit hook, waiting next, waits for stops under way
+    count = 3 * supervisor_module._STOP_WINDOW
+    release = threading.Event()
+    torn: list[str] = []
+
+    class Interrupting(Idle):
+        def teardown(self) -> None:
+            torn.append(self.name)
+            if self.name == f"s{count - 1}":  # asked first (newest first)
+                os.kill(os.getpid(), signal.SIGINT)
+                release.wait(10)
+
+    services = [Interrupting(name=f"s{i}") for i in range(count)]
+    sup = make_supervisor(*services)
+    sup.start()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt):
+        sup.stop()
+    assert all(s.stopping for s in services)
+    release.set()
+    for service in services:
+        assert service.thread is not None
+        service.thread.join(10)
+    assert sorted(torn) == sorted(s.name for s in services)
 
 
 def test_idle_services_beyond_the_stop_window_all_stop(make_supervisor) -> None:

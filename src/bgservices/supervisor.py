@@ -890,6 +890,9 @@ class Supervisor:
                 report = self._stop_all(services, timeout)
                 self._join_watchdog(report.deadline)
         finally:
+            if report.in_progress:  # cut short (Ctrl-C with no handler of ours): ask the
+                for service in services:  # rest, so that whoever waits next (the exit
+                    service._request_stop(quiet=True)  # hook) waits for stops under way
             with self._lock:
                 self._report = report
                 self._phase = Phase.STOPPED
