@@ -188,6 +188,14 @@ def test_a_supervisor_cannot_start_while_the_interpreter_exits(tmp_path: Path, m
     assert "REFUSED cannot start a supervisor while the interpreter is shutting down" in out
 
 
+def test_a_listener_that_never_returns_cannot_hold_the_exit(tmp_path: Path) -> None:
+    began = time.monotonic()
+    code, _, err = hostile("listener-blocks-at-exit", tmp_path).finish(timeout=10)
+    assert code == 0, err
+    assert (tmp_path / "teardown").read_text() == "flushed"  # the critical teardown ran
+    assert time.monotonic() - began < 8  # the process ended: no listener holds its exit
+
+
 def test_a_service_that_stopped_the_supervisor_then_hangs_ends_the_exit_with_70(
     tmp_path: Path,
 ) -> None:

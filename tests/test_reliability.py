@@ -365,6 +365,32 @@ def test_a_listener_that_stops_or_restarts_inside_an_event_cannot_stretch_the_st
     assert refused and all(r.startswith("cannot restart") for r in refused)
 
 
+def test_a_listener_that_blocks_inside_a_stop_holds_it_only_briefly(make_supervisor) -> None:
+    # the stopping thread hands its events to the courier and waits for a listener only a
+    # moment: the services are asked, and the stop returns, long before the listener ends
+    services = [Idle(name=f"s{i}") for i in range(5)]
+    sup = make_supervisor(*services, shutdown_timeout=5.0)
+    release = threading.Event()
+    heard: list[str] = []
+
+    def blocker(event: LifecycleEvent) -> None:
+        heard.append(event.event)
+        if event.event == "supervisor.stopping":
+            release.wait(20)
+
+    sup.add_listener(blocker)
+    sup.start()
+    began = time.monotonic()
+    try:
+        report = sup.stop()
+        elapsed = time.monotonic() - began
+    finally:
+        release.set()
+    assert elapsed < 2.0  # not the 20 s the listener blocks, nor shutdown_timeout
+    assert report.clean and all(s.state is ServiceState.STOPPED for s in services)
+    assert "supervisor.stopping" in heard  # it was called, from the courier's thread
+
+
 # -- lifecycle operations are race-free (issue 10, class 3) ---------------------------------------
 
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from . import _deps, _exit
 from ._clock import REAL_CLOCK, Clock, RealClock
 from ._condition import LeanCondition
+from ._courier import Courier
 from ._deadlines import LINGER as _WATCHDOG_LINGER
 from ._deadlines import Deadlines
 from ._logging import LEVELS, emit
@@ -58,6 +59,7 @@ _DETAILED = 10  # late services reported one by one, with their stack; the rest 
 # thousand woken at once queue for the GIL, and the kernel schedules each of them meanwhile.
 _STOP_WINDOW = 32
 _WINDOW_WAIT = 0.005  # the oldest still running after this doubles the window
+_LISTENER_WAIT = 0.1  # a stop waits this long for a listener, then goes on without it
 _HINTS = random.Random()  # for _any_running: its own generator, never the application's
 
 _SHUTDOWN_TIMEOUT = 10.0
@@ -237,6 +239,10 @@ class Supervisor:
         self._report: StopReport | None = None
         self._stopper: threading.Thread | None = None  # the thread doing the current stop
         self._stop_deadline = 0.0
+        # the exit hook's thread and when it must be done; events of that thread and of the
+        # stopper reach listeners through the courier, never held past those deadlines
+        self._exit_hook: tuple[threading.Thread, float] | None = None
+        self._courier: Courier[LifecycleEvent] = Courier(self._deliver)
         self._wake = False  # run() should stop and return
         self._in_run = False
         self._failure_shutdown = False
@@ -493,6 +499,23 @@ class Supervisor:
             self._listeners = tuple(listeners)
 
     def _dispatch(self, event: LifecycleEvent) -> None:
+        """Hand *event* to every listener, in this thread; in the thread doing a stop or
+        the exit hook, through the courier, so that a listener that blocks holds neither
+        past its deadline: each waits for a listener up to ``_LISTENER_WAIT``, once, then
+        goes on while the courier catches up (a listener that blocks holds only the events
+        after it)."""
+        me = threading.current_thread()
+        exit_hook = self._exit_hook
+        if me is self._stopper:
+            deadline = self._stop_deadline
+        elif exit_hook is not None and me is exit_hook[0]:
+            deadline = exit_hook[1]
+        else:
+            self._deliver(event)
+            return
+        self._courier.send(event, min(deadline, time.monotonic() + _LISTENER_WAIT))
+
+    def _deliver(self, event: LifecycleEvent) -> None:
         for listener in self._listeners:
             try:
                 listener(event)
@@ -898,11 +921,12 @@ class Supervisor:
                 self._phase = Phase.STOPPED
                 self._stopper = None
                 self._changed.notify_all()
+            self._courier.finish()
         return report
 
     def _await_stop(self, me: threading.Thread) -> StopReport:
         """Another stop is under way (the caller holds ``_lock``): its report, or in_progress."""
-        if me is self._stopper or in_service_thread():
+        if me is self._stopper or self._courier.carrying() or in_service_thread():
             return StopReport(in_progress=True)  # waiting could wait for ourselves
         with deferring():
             self._changed.wait_for(
@@ -1094,6 +1118,8 @@ class Supervisor:
         A service already reported as a straggler gets no second deadline; one still running
         for another reason (it called ``stop()`` itself) gets ``shutdown_timeout``.
         """
+        until = time.monotonic() + self.shutdown_timeout + self.daemon_grace
+        self._exit_hook = (threading.current_thread(), until)
         self._emit("supervisor.exit", reason="main thread finished")
         try:
             report = self.stop()
@@ -1118,6 +1144,7 @@ class Supervisor:
                 with contextlib.suppress(Exception):
                     stream.flush()
             os._exit(EXIT_STRAGGLER)
+        self._exit_hook = None
         _exit.untrack(self)
 
     # -- service callbacks (in service threads) ---------------------------------------------

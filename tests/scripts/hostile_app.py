@@ -182,5 +182,15 @@ elif mode == "no-threads":
     say(f"STATES {states}")
     report = sup.stop()
     say(f"STOPPED clean={report.clean}")
+elif mode == "listener-blocks-at-exit":
+
+    def blocker(event: object) -> None:
+        if getattr(event, "event", None) in ("supervisor.exit", "service.stopping"):
+            threading.Event().wait()  # never returns
+
+    sup = Supervisor([Writer()], shutdown_timeout=1.0)
+    sup.add_listener(blocker)
+    sup.start()
+    say("READY")  # then the main thread returns: the exit hook stops the supervisor
 else:
     raise SystemExit(f"unknown mode {mode}")
