@@ -188,6 +188,12 @@ def test_a_supervisor_cannot_start_while_the_interpreter_exits(tmp_path: Path, m
     assert "REFUSED cannot start a supervisor while the interpreter is shutting down" in out
 
 
+@pytest.mark.xfail(
+    (3, 12, 0) <= sys.version_info[:3] < (3, 12, 2),
+    reason="CPython 3.12.0-3.12.1 refuse every new thread once shutdown begins (gh-113964): "
+    "the exit hook's events are handed to listeners in its own thread",
+    strict=True,
+)
 def test_a_listener_that_never_returns_cannot_hold_the_exit(tmp_path: Path) -> None:
     began = time.monotonic()
     code, _, err = hostile("listener-blocks-at-exit", tmp_path).finish(timeout=10)
