@@ -21,6 +21,8 @@ from bgservices import (
 )
 from bgservices import supervisor as supervisor_module
 
+from ._process import until
+
 FAST = Backoff(initial=0.001, maximum=0.01)
 
 
@@ -556,6 +558,45 @@ def test_a_stop_cut_short_by_ctrl_c_still_asks_every_service(make_supervisor) ->
         assert service.thread is not None
         service.thread.join(10)
     assert sorted(torn) == sorted(s.name for s in services)
+
+
+def test_ctrl_c_the_kernel_hands_to_another_thread_still_cuts_a_stop_short(
+    make_supervisor,
+) -> None:
+    # the kernel may deliver a process's SIGINT to any thread; CPython handles it in the
+    # main thread once that wakes: a stop waiting on a slow teardown must wake for it
+    # within a slice, not at its deadline
+    release = threading.Event()
+
+    class Slow(Idle):
+        def teardown(self) -> None:
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread
+            release.wait(30)
+
+    slow = Slow(name="slow")
+    sup = make_supervisor(slow, shutdown_timeout=20.0)
+    sup.start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            sup.stop()
+        assert time.monotonic() - began < 10  # not the 20 s deadline
+    finally:
+        release.set()
+    assert slow.thread is not None
+    slow.thread.join(10)
+
+
+def test_sigterm_the_kernel_hands_to_another_thread_still_ends_run(make_supervisor) -> None:
+    class Signaller(Idle):
+        def run(self) -> None:
+            until(lambda: sup._changed._waiters)  # the main thread waits in run()
+            signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread
+            super().run()
+
+    sup = make_supervisor(Signaller(name="signaller"))
+    assert sup.run() == 0  # woken by the signal, stopped gracefully (it used to wait forever)
+    assert sup.phase is Phase.STOPPED
 
 
 def test_idle_services_beyond_the_stop_window_all_stop(make_supervisor) -> None:

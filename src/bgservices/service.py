@@ -28,7 +28,7 @@ import structlog
 from . import leases
 from . import state as _state
 from ._clock import REAL_CLOCK, Clock
-from ._condition import LeanCondition
+from ._condition import LeanCondition, join
 from ._logging import LEVELS, emit, service_logger
 from ._saferepr import type_name
 from ._stacks import thread_stack
@@ -582,13 +582,13 @@ class Service(_Declared):
             return self._wait_exited(timeout)
         deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         try:
-            thread.join(None if timeout is None else max(0.0, timeout))
+            join(thread, None if timeout is None else max(0.0, timeout))
         except RuntimeError:  # armed, not started yet: its life cycle, then its last lines
             if not self._wait_exited(timeout):
                 return False
             if thread.ident is None:  # it never started: _begin_thread failed
                 return True
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            join(thread, None if deadline is None else max(0.0, deadline - time.monotonic()))
         return not thread.is_alive()
 
     def _stack(self) -> str:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from . import _deps, _exit
 from ._clock import REAL_CLOCK, Clock, RealClock
-from ._condition import LeanCondition
+from ._condition import LeanCondition, join
 from ._courier import Courier
 from ._deadlines import LINGER as _WATCHDOG_LINGER
 from ._deadlines import Deadlines
@@ -813,7 +813,7 @@ class Supervisor:
         if watchdog is None or not watchdog.is_alive():  # none, not started, or ended
             return
         if watchdog is not threading.current_thread():
-            watchdog.join(max(0.1, deadline - time.monotonic()))
+            join(watchdog, max(0.1, deadline - time.monotonic()))
 
     def _watch(self, generation: int) -> None:
         clock = self.clock
@@ -976,7 +976,7 @@ class Supervisor:
             thread = service.thread  # async services share their loop's: join it once
             if service._exited and thread is not None and thread.ident and thread not in joined:
                 joined.add(thread)
-                thread.join(max(0.0, grace_end - time.monotonic()))
+                join(thread, max(0.0, grace_end - time.monotonic()))
 
     def _ask_in_waves(
         self, services: list[Service], deadline: float, joined: set[threading.Thread]
