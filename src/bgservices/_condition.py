@@ -15,7 +15,7 @@ from typing import Any
 
 __all__ = ["SIGNAL_SLICE", "LeanCondition", "join"]
 
-SIGNAL_SLICE = 0.2  # seconds: the longest a signal waits for the main thread to notice it
+SIGNAL_SLICE = 0.5  # seconds: the longest a signal waits for the main thread to notice it
 
 
 def _slice(timeout: float | None) -> float | None:
